@@ -1,0 +1,451 @@
+//! Acknowledgements: every envelope's promise to tell its origin how it ended.
+//!
+//! An [`Ack`] resolves exactly once, as one [`Outcome`]. Fan-out
+//! [splits](Ack::split) it into parts; the origin's [`AckReceiver`] hears
+//! about the envelope only when every part has resolved, with the worst
+//! outcome among them. A handle dropped without resolving is a bug: it is
+//! counted ([`leaked_total`]), logged, reported to the origin as
+//! [`Outcome::Failed`] with [`FailureKind::Leaked`], never as a success, and
+//! under `debug_assertions` it panics.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::error::{FailureKind, ItemError};
+
+/// Where an envelope came from: what a source knows about the record.
+///
+/// Every field is optional so that in-memory sources pay nothing for it.
+/// `raw` keeps the record's original bytes, so a dead letter can carry the
+/// input exactly as it arrived, whatever stage it failed in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The topic (or other named stream) the record was read from.
+    pub topic: Option<Arc<str>>,
+    /// The partition within the topic.
+    pub partition: Option<i32>,
+    /// The offset (or sequence number) within the partition.
+    pub offset: Option<i64>,
+    /// The record's key; per-key ordering uses it by default.
+    pub key: Option<Bytes>,
+    /// The record's timestamp in milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+    /// The record's headers.
+    pub headers: Vec<(String, Bytes)>,
+    /// The record's original bytes, when the source keeps them.
+    pub raw: Option<Bytes>,
+}
+
+impl Origin {
+    /// An origin with only a partition and offset (handy for in-memory sources).
+    pub fn at(partition: i32, offset: i64) -> Self {
+        Origin {
+            partition: Some(partition),
+            offset: Some(offset),
+            ..Origin::default()
+        }
+    }
+}
+
+/// Why an envelope was deliberately dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    /// A stage chose to emit nothing for it (a filter).
+    Filtered,
+    /// A mailbox with a drop policy was full.
+    MailboxFull {
+        /// The stage whose mailbox was full.
+        stage: Arc<str>,
+        /// Whether the newest or the oldest item was dropped.
+        policy: crate::mailbox::Overflow,
+    },
+    /// Any other reason a stage gives.
+    Other(Arc<str>),
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::Filtered => f.write_str("filtered"),
+            DropReason::MailboxFull { stage, policy } => {
+                write!(f, "mailbox of `{stage}` full ({policy:?})")
+            }
+            DropReason::Other(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// How an envelope ended.
+///
+/// Ordered by severity: `Delivered < Dropped < DeadLettered < Failed`; a
+/// split acknowledgement reports the worst of its parts.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Fully processed.
+    Delivered,
+    /// Deliberately dropped, for the given reason.
+    Dropped(DropReason),
+    /// Failed, and the dead-letter route took it: finished, nothing lost.
+    DeadLettered(ItemError),
+    /// Failed with nowhere to go: not finished. A source must not treat the
+    /// record as done (a Kafka source does not commit past it).
+    Failed(ItemError),
+}
+
+impl Outcome {
+    fn severity(&self) -> u8 {
+        match self {
+            Outcome::Delivered => 0,
+            Outcome::Dropped(_) => 1,
+            Outcome::DeadLettered(_) => 2,
+            Outcome::Failed(_) => 3,
+        }
+    }
+
+    /// The worse of two outcomes (the first one wins a tie).
+    pub fn worst(self, other: Outcome) -> Outcome {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Whether the record is finished: everything but [`Outcome::Failed`].
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, Outcome::Failed(_))
+    }
+
+    /// Whether this is [`Outcome::Delivered`].
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, Outcome::Delivered)
+    }
+
+    /// A short label: `delivered`, `dropped`, `dead_lettered` or `failed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Dropped(_) => "dropped",
+            Outcome::DeadLettered(_) => "dead_lettered",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Delivered => f.write_str("delivered"),
+            Outcome::Dropped(r) => write!(f, "dropped ({r})"),
+            Outcome::DeadLettered(e) => write!(f, "dead-lettered ({e})"),
+            Outcome::Failed(e) => write!(f, "failed ({e})"),
+        }
+    }
+}
+
+/// Receives the final outcome of each envelope a source created.
+///
+/// Called exactly once per envelope, on whatever thread resolved its last
+/// part, so it must be quick and must not block: update a tracker, bump a
+/// counter, or hand the completion to a task through a channel the source
+/// owns and bounds.
+pub trait AckReceiver: Send + Sync + 'static {
+    /// The envelope from `origin` ended with `outcome`.
+    fn on_ack(&self, origin: &Origin, outcome: Outcome);
+}
+
+impl<F> AckReceiver for F
+where
+    F: Fn(&Origin, Outcome) + Send + Sync + 'static,
+{
+    fn on_ack(&self, origin: &Origin, outcome: Outcome) {
+        self(origin, outcome)
+    }
+}
+
+/// An [`AckReceiver`] that ignores every outcome.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IgnoreAcks;
+
+impl AckReceiver for IgnoreAcks {
+    fn on_ack(&self, _origin: &Origin, _outcome: Outcome) {}
+}
+
+static LEAKED: AtomicU64 = AtomicU64::new(0);
+
+/// How many acknowledgement handles this process dropped without resolving.
+///
+/// Non-zero means a bug: in a stage that kept an envelope, or in sluicegate.
+pub fn leaked_total() -> u64 {
+    LEAKED.load(Ordering::Relaxed)
+}
+
+struct AckNode {
+    origin: Origin,
+    /// Parts not yet resolved.
+    parts: AtomicUsize,
+    /// Set once the handle has been split; only then is `worst` used.
+    split: AtomicBool,
+    worst: Mutex<Option<Outcome>>,
+    receiver: Arc<dyn AckReceiver>,
+}
+
+/// An acknowledgement handle: resolve it exactly once.
+///
+/// Created by a source with [`Ack::new`]; carried by an
+/// [`Envelope`](crate::Envelope) through the graph; resolved by the runtime
+/// when the envelope is delivered, dropped or failed. Stages never see it
+/// unless they build envelopes themselves.
+#[must_use = "an acknowledgement must be resolved; dropping it counts as a leak"]
+pub struct Ack {
+    node: Option<Arc<AckNode>>,
+    /// Set when the envelope is on its way to the dead-letter route: a
+    /// delivery then means "dead-lettered", anything else "failed".
+    failure: Option<ItemError>,
+}
+
+impl Ack {
+    /// A new handle for a record from `origin`; its outcome goes to `receiver`.
+    pub fn new(origin: Origin, receiver: Arc<dyn AckReceiver>) -> Self {
+        Ack {
+            node: Some(Arc::new(AckNode {
+                origin,
+                parts: AtomicUsize::new(1),
+                split: AtomicBool::new(false),
+                worst: Mutex::new(None),
+                receiver,
+            })),
+            failure: None,
+        }
+    }
+
+    /// A handle whose outcome nobody hears: for tests and fire-and-forget inputs.
+    pub fn detached() -> Self {
+        Ack::new(Origin::default(), Arc::new(IgnoreAcks))
+    }
+
+    /// Where the envelope came from.
+    pub fn origin(&self) -> &Origin {
+        // `node` is only `None` after resolving, which consumes the handle.
+        match &self.node {
+            Some(node) => &node.origin,
+            None => unreachable_origin(),
+        }
+    }
+
+    /// A cheap shared reference to the origin that outlives this handle.
+    pub(crate) fn origin_ref(&self) -> OriginRef {
+        OriginRef(self.node.clone())
+    }
+
+    /// Splits the handle into `n` parts (for fan-out). The origin hears once,
+    /// after all parts resolve, with the worst outcome.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` is zero: resolve the handle instead.
+    pub fn split(mut self, n: usize) -> Vec<Ack> {
+        assert!(n > 0, "Ack::split(0): resolve the acknowledgement instead");
+        let node = self.node.take().unwrap_or_else(|| unreachable_node());
+        let failure = self.failure.take();
+        if n > 1 {
+            node.split.store(true, Ordering::Relaxed);
+            node.parts.fetch_add(n - 1, Ordering::AcqRel);
+        }
+        (0..n)
+            .map(|_| Ack {
+                node: Some(node.clone()),
+                failure: failure.clone(),
+            })
+            .collect()
+    }
+
+    /// Marks the envelope as failed with `error` and bound for the dead-letter
+    /// route: delivering it there resolves the origin as
+    /// [`Outcome::DeadLettered`]; any other resolution as [`Outcome::Failed`].
+    pub(crate) fn into_dead_letter(mut self, error: ItemError) -> Ack {
+        self.failure = Some(error);
+        self
+    }
+
+    /// Resolves the handle with `outcome`.
+    pub fn resolve(mut self, outcome: Outcome) {
+        self.settle(outcome);
+    }
+
+    /// Resolves as [`Outcome::Delivered`].
+    pub fn deliver(self) {
+        self.resolve(Outcome::Delivered)
+    }
+
+    /// Resolves as [`Outcome::Dropped`].
+    pub fn drop_with(self, reason: DropReason) {
+        self.resolve(Outcome::Dropped(reason))
+    }
+
+    /// Resolves as [`Outcome::Failed`].
+    pub fn fail(self, error: ItemError) {
+        self.resolve(Outcome::Failed(error))
+    }
+
+    fn settle(&mut self, outcome: Outcome) {
+        let Some(node) = self.node.take() else { return };
+        let outcome = match self.failure.take() {
+            None => outcome,
+            Some(error) => match outcome {
+                Outcome::Delivered => Outcome::DeadLettered(error),
+                _ => Outcome::Failed(error),
+            },
+        };
+        let previous = node.parts.fetch_sub(1, Ordering::AcqRel);
+        let split = node.split.load(Ordering::Relaxed);
+        if !split {
+            node.receiver.on_ack(&node.origin, outcome);
+            return;
+        }
+        let mut worst = node.worst.lock().unwrap_or_else(|e| e.into_inner());
+        let merged = match worst.take() {
+            Some(w) => w.worst(outcome),
+            None => outcome,
+        };
+        if previous == 1 {
+            drop(worst);
+            node.receiver.on_ack(&node.origin, merged);
+        } else {
+            *worst = Some(merged);
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if self.node.is_none() {
+            return;
+        }
+        LEAKED.fetch_add(1, Ordering::Relaxed);
+        let origin = self.origin().clone();
+        tracing::error!(
+            ?origin,
+            "acknowledgement dropped without being resolved; reporting it as failed"
+        );
+        self.settle(Outcome::Failed(ItemError::new(
+            "unknown",
+            FailureKind::Leaked,
+            "acknowledgement dropped without being resolved",
+        )));
+        #[cfg(debug_assertions)]
+        if !std::thread::panicking() {
+            panic!(
+                "sluicegate: an acknowledgement was dropped without being resolved (origin {origin:?})"
+            );
+        }
+    }
+}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ack")
+            .field("origin", &self.node.as_ref().map(|n| &n.origin))
+            .field("dead_letter", &self.failure.is_some())
+            .finish()
+    }
+}
+
+/// A shared reference to an envelope's origin (kept by the runtime while a
+/// spawned task processes the payload).
+#[derive(Clone)]
+pub(crate) struct OriginRef(Option<Arc<AckNode>>);
+
+impl OriginRef {
+    pub(crate) fn get(&self) -> &Origin {
+        match &self.0 {
+            Some(node) => &node.origin,
+            None => unreachable_origin(),
+        }
+    }
+}
+
+fn unreachable_origin() -> &'static Origin {
+    static EMPTY: std::sync::OnceLock<Origin> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Origin::default)
+}
+
+fn unreachable_node() -> Arc<AckNode> {
+    // Only reachable after a resolve, which consumes the handle.
+    Arc::new(AckNode {
+        origin: Origin::default(),
+        parts: AtomicUsize::new(1),
+        split: AtomicBool::new(false),
+        worst: Mutex::new(None),
+        receiver: Arc::new(IgnoreAcks),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder() -> (Arc<Mutex<Vec<Outcome>>>, Arc<dyn AckReceiver>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let rx: Arc<dyn AckReceiver> =
+            Arc::new(move |_: &Origin, o: Outcome| l.lock().expect("lock").push(o));
+        (log, rx)
+    }
+
+    #[test]
+    fn resolves_once() {
+        let (log, rx) = recorder();
+        Ack::new(Origin::at(0, 1), rx).deliver();
+        let log = log.lock().expect("lock");
+        assert_eq!(log.len(), 1);
+        assert!(log[0].is_delivered());
+    }
+
+    #[test]
+    fn split_reports_worst_after_all_parts() {
+        let (log, rx) = recorder();
+        let mut parts = Ack::new(Origin::at(0, 1), rx).split(3);
+        parts.pop().expect("part").deliver();
+        parts.pop().expect("part").drop_with(DropReason::Filtered);
+        assert!(
+            log.lock().expect("lock").is_empty(),
+            "origin told before all parts resolved"
+        );
+        parts.pop().expect("part").deliver();
+        let log = log.lock().expect("lock");
+        assert_eq!(log.len(), 1);
+        assert!(matches!(log[0], Outcome::Dropped(DropReason::Filtered)));
+    }
+
+    #[test]
+    fn dead_letter_delivery_is_dead_lettered() {
+        let (log, rx) = recorder();
+        let err = ItemError::new("s", FailureKind::Error, "bad");
+        Ack::new(Origin::default(), rx)
+            .into_dead_letter(err)
+            .deliver();
+        assert!(matches!(
+            log.lock().expect("lock")[0],
+            Outcome::DeadLettered(_)
+        ));
+    }
+
+    #[test]
+    fn leak_is_reported_as_failed() {
+        let (log, rx) = recorder();
+        let ack = Ack::new(Origin::default(), rx);
+        let before = leaked_total();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ack)));
+        assert_eq!(result.is_err(), cfg!(debug_assertions));
+        assert_eq!(leaked_total(), before + 1);
+        let log = log.lock().expect("lock");
+        match &log[0] {
+            Outcome::Failed(e) => assert_eq!(e.kind(), FailureKind::Leaked),
+            other => panic!("leak reported as {other:?}"),
+        }
+    }
+}

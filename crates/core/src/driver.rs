@@ -1,0 +1,713 @@
+//! The loops that run each node: sequential and concurrent stages, batch
+//! stages and sources. Types are erased here: each node becomes one named
+//! task returning `Result<(), GraphError>`.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering as AtomicOrdering;
+
+use futures::FutureExt;
+use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{Ack, DropReason, Origin};
+use crate::envelope::Envelope;
+use crate::error::{BoxError, FailureKind, Fatal, GraphError, ItemError, panic_message};
+use crate::graph::{BatchConfig, DeadLetter, Order};
+use crate::mailbox::{Receiver, Release, Slot};
+use crate::metrics::{Clock, StageMetrics};
+use crate::outlet::{FlushStop, Outlet, abandon_pending};
+use crate::stage::{BatchStage, Outputs, Stage};
+
+/// Computes a per-key ordering key; `None` means "no ordering constraint".
+pub(crate) type KeyFn<T> = Arc<dyn Fn(&T, &Origin) -> Option<u64> + Send + Sync>;
+
+/// Everything a node needs besides its stage, input and output.
+pub(crate) struct NodeCx {
+    pub(crate) name: Arc<str>,
+    pub(crate) metrics: Arc<StageMetrics>,
+    /// The dead-letter route (`None` for the dead-letter node itself).
+    pub(crate) dlq: Option<Outlet<DeadLetter>>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) abandon: CancellationToken,
+}
+
+/// How awaiting one item's processing ended.
+enum Step<R> {
+    Done(R),
+    /// Abandoned, or the downstream is gone.
+    Stop,
+}
+
+/// The result of processing one input, before its acknowledgement is settled.
+enum Processed<O> {
+    Ok(Outputs<O>),
+    Err(BoxError, bool),
+    Panic(String),
+}
+
+fn classify<S: Stage>(
+    stage: &S,
+    r: std::thread::Result<Result<Outputs<S::Out>, S::Error>>,
+) -> Processed<S::Out> {
+    match r {
+        Ok(Ok(outs)) => Processed::Ok(outs),
+        Ok(Err(e)) => {
+            let fatal = stage.is_fatal(&e);
+            let boxed: BoxError = e.into();
+            let fatal = fatal || boxed.is::<Fatal>();
+            Processed::Err(boxed, fatal)
+        }
+        Err(payload) => Processed::Panic(panic_message(payload.as_ref())),
+    }
+}
+
+/// Per-node state shared by the stage drivers: settles acknowledgements,
+/// counts, routes failures to the dead-letter route.
+struct Settle<'a, O> {
+    cx: &'a NodeCx,
+    pending: VecDeque<(Envelope<O>, Option<Slot>)>,
+    release: Release,
+    fatal: Option<GraphError>,
+}
+
+impl<'a, O: Send + 'static> Settle<'a, O> {
+    fn new(cx: &'a NodeCx) -> Self {
+        Settle {
+            cx,
+            pending: VecDeque::new(),
+            release: Release::default(),
+            fatal: None,
+        }
+    }
+
+    /// Settles one input's result: outputs go to `pending` (the last one
+    /// carries the input's slot), failures to the dead-letter route.
+    async fn settle(&mut self, processed: Processed<O>, ack: Ack, slot: Slot) {
+        let m = &self.cx.metrics;
+        match processed {
+            Processed::Ok(outs) => match outs.len() {
+                0 => {
+                    m.filtered.fetch_add(1, AtomicOrdering::Relaxed);
+                    ack.drop_with(DropReason::Filtered);
+                    self.release.add(slot);
+                }
+                1 => {
+                    if let Some(out) = outs.into_iter().next() {
+                        self.pending
+                            .push_back((Envelope::new(out, ack), Some(slot)));
+                    }
+                }
+                n => {
+                    let mut acks = ack.split(n);
+                    for (i, out) in outs.into_iter().enumerate() {
+                        let part = acks
+                            .pop()
+                            .unwrap_or_else(|| unreachable!("split gave fewer parts"));
+                        let s = if i + 1 == n { Some(slot) } else { None };
+                        self.pending.push_back((Envelope::new(out, part), s));
+                    }
+                }
+            },
+            Processed::Err(err, fatal) => {
+                if fatal {
+                    let error =
+                        ItemError::from_error(self.cx.name.clone(), FailureKind::Fatal, err);
+                    m.failed.fetch_add(1, AtomicOrdering::Relaxed);
+                    tracing::error!(stage = %self.cx.name, %error, "fatal error; shutting the graph down");
+                    ack.fail(error.clone());
+                    self.release.add(slot);
+                    if self.fatal.is_none() {
+                        self.fatal = Some(GraphError::Fatal {
+                            stage: self.cx.name.to_string(),
+                            source: Box::new(error),
+                        });
+                    }
+                    self.cx.shutdown.cancel();
+                    return;
+                }
+                let error = ItemError::from_error(self.cx.name.clone(), FailureKind::Error, err);
+                self.fail(error, ack, slot).await;
+            }
+            Processed::Panic(message) => {
+                m.panics.fetch_add(1, AtomicOrdering::Relaxed);
+                let error = ItemError::new(self.cx.name.clone(), FailureKind::Panic, message);
+                self.fail(error, ack, slot).await;
+            }
+        }
+    }
+
+    /// Fails one item: to the dead-letter route if there is one.
+    async fn fail(&mut self, error: ItemError, ack: Ack, slot: Slot) {
+        self.cx.metrics.failed.fetch_add(1, AtomicOrdering::Relaxed);
+        tracing::debug!(stage = %self.cx.name, %error, "item failed");
+        match &self.cx.dlq {
+            Some(dlq) => {
+                let env = Envelope::new(
+                    DeadLetter {
+                        error: error.clone(),
+                    },
+                    ack.into_dead_letter(error),
+                );
+                if let Err(refused) = dlq.send(env, &self.cx.abandon).await {
+                    refused.fail(&self.cx.name);
+                }
+            }
+            None => ack.fail(error),
+        }
+        self.release.add(slot);
+    }
+
+    /// Sends pending outputs, releasing input slots as they leave.
+    /// Returns false when the node must stop (downstream gone or abandoned).
+    async fn flush(
+        &mut self,
+        outlet: &Outlet<O>,
+        rx_release: &mut (dyn FnMut(Release) + Send),
+    ) -> bool {
+        let early = std::mem::take(&mut self.release);
+        rx_release(early);
+        if self.pending.is_empty() {
+            return true;
+        }
+        let sent = self.cx.metrics.items_out.load(AtomicOrdering::Relaxed);
+        let n = self.pending.len() as u64;
+        let result = outlet
+            .flush(&mut self.pending, rx_release, &self.cx.abandon)
+            .await;
+        let left = self.pending.len() as u64;
+        self.cx
+            .metrics
+            .items_out
+            .store(sent + (n - left), AtomicOrdering::Relaxed);
+        match result {
+            Ok(()) => true,
+            Err(stop) => {
+                let message = match stop {
+                    FlushStop::Closed => "the downstream stage has stopped",
+                    FlushStop::Abandoned => {
+                        "shutdown deadline passed while waiting for room downstream"
+                    }
+                };
+                let (release, n) = abandon_pending(&mut self.pending, &self.cx.name, message);
+                StageMetrics::add(&self.cx.metrics.abandoned, n);
+                rx_release(release);
+                false
+            }
+        }
+    }
+}
+
+/// Fails every envelope still in the mailbox (forced shutdown).
+fn abandon_mailbox<T>(rx: &mut Receiver<T>, cx: &NodeCx) {
+    let rest = rx.close_and_take();
+    StageMetrics::add(&cx.metrics.abandoned, rest.len() as u64);
+    for env in rest {
+        let (_, ack) = env.into_parts();
+        ack.fail(ItemError::new(
+            cx.name.clone(),
+            FailureKind::Abandoned,
+            "shutdown deadline passed before this item was processed",
+        ));
+    }
+}
+
+fn abandon_ack(ack: Ack, cx: &NodeCx) {
+    cx.metrics.abandoned.fetch_add(1, AtomicOrdering::Relaxed);
+    ack.fail(ItemError::new(
+        cx.name.clone(),
+        FailureKind::Abandoned,
+        "shutdown deadline passed while this item was being processed",
+    ));
+}
+
+async fn run_stop<F, E>(cx: &NodeCx, stop: F) -> Result<(), GraphError>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    match AssertUnwindSafe(stop).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(GraphError::Fatal {
+            stage: cx.name.to_string(),
+            source: e.into(),
+        }),
+        Err(p) => Err(GraphError::TaskPanicked {
+            stage: cx.name.to_string(),
+            message: panic_message(p.as_ref()),
+        }),
+    }
+}
+
+/// One item at a time, in order. Takes up to `prefetch` envelopes per lock.
+pub(crate) async fn run_sequential<S: Stage>(
+    stage: Arc<S>,
+    mut rx: Receiver<S::In>,
+    outlet: Outlet<S::Out>,
+    cx: NodeCx,
+    prefetch: usize,
+) -> Result<(), GraphError> {
+    let m = cx.metrics.clone();
+    let mut batch = Vec::with_capacity(prefetch);
+    let mut settle = Settle::new(&cx);
+    let mut clock = Clock::start();
+    'outer: loop {
+        let got = tokio::select! {
+            biased;
+            got = rx.recv_many(&mut batch, prefetch) => got,
+            () = cx.abandon.cancelled() => {
+                abandon_mailbox(&mut rx, &cx);
+                break 'outer;
+            }
+        };
+        clock.lap(&m.idle_ns);
+        if !got {
+            break;
+        }
+        m.items_in
+            .fetch_add(batch.len() as u64, AtomicOrdering::Relaxed);
+        let mut items = batch.drain(..);
+        while let Some((env, slot)) = items.next() {
+            let (payload, ack) = env.into_parts();
+            let mut before_flush = std::time::Duration::ZERO;
+            let step = {
+                let mut fut = std::pin::pin!(
+                    AssertUnwindSafe(stage.process(payload, ack.origin())).catch_unwind()
+                );
+                match futures::poll!(fut.as_mut()) {
+                    std::task::Poll::Ready(r) => Step::Done(r),
+                    std::task::Poll::Pending => {
+                        // The item will wait: first hand on what is finished,
+                        // so earlier items are not held back by this one.
+                        before_flush = clock.lap(&m.busy_ns);
+                        let alive = {
+                            let rx_ref = &rx;
+                            let mut rel = |r: Release| rx_ref.release(r);
+                            settle.flush(&outlet, &mut rel).await
+                        };
+                        clock.lap(&m.blocked_ns);
+                        if alive {
+                            tokio::select! {
+                                biased;
+                                r = fut => Step::Done(r),
+                                () = cx.abandon.cancelled() => Step::Stop,
+                            }
+                        } else {
+                            Step::Stop
+                        }
+                    }
+                }
+            };
+            let Step::Done(result) = step else {
+                abandon_ack(ack, &cx);
+                let mut release = Release::default();
+                release.add(slot);
+                for (env, slot) in items.by_ref() {
+                    let (_, ack) = env.into_parts();
+                    abandon_ack(ack, &cx);
+                    release.add(slot);
+                }
+                rx.release(release);
+                let mut rel = |r: Release| rx.release(r);
+                settle.flush(&outlet, &mut rel).await;
+                abandon_mailbox(&mut rx, &cx);
+                break 'outer;
+            };
+            m.latency.record(clock.lap(&m.busy_ns) + before_flush);
+            let processed = classify(stage.as_ref(), result);
+            settle.settle(processed, ack, slot).await;
+        }
+        drop(items);
+        let alive = {
+            let rx_ref = &rx;
+            let mut rel = |r: Release| rx_ref.release(r);
+            settle.flush(&outlet, &mut rel).await
+        };
+        clock.lap(&m.blocked_ns);
+        if !alive || settle.fatal.is_some() {
+            abandon_mailbox(&mut rx, &cx);
+            break;
+        }
+    }
+    finish(&cx, settle.fatal.take(), run_stop(&cx, stage.stop()).await)
+}
+
+fn finish(
+    cx: &NodeCx,
+    fatal: Option<GraphError>,
+    stopped: Result<(), GraphError>,
+) -> Result<(), GraphError> {
+    if let Some(err) = fatal {
+        return Err(err);
+    }
+    if cx.abandon.is_cancelled() && cx.metrics.abandoned.load(AtomicOrdering::Relaxed) > 0 {
+        tracing::warn!(stage = %cx.name, "stage abandoned items at shutdown");
+    }
+    stopped
+}
+
+/// Several items at once, each on its own task, in the chosen order.
+pub(crate) async fn run_concurrent<S: Stage>(
+    stage: Arc<S>,
+    mut rx: Receiver<S::In>,
+    outlet: Outlet<S::Out>,
+    cx: NodeCx,
+    concurrency: usize,
+    order: Order,
+    key: Option<KeyFn<S::In>>,
+) -> Result<(), GraphError> {
+    type Joined<O, E> = (
+        u64,
+        Result<std::thread::Result<Result<Outputs<O>, E>>, tokio::task::JoinError>,
+    );
+
+    struct InFlight {
+        ack: Ack,
+        slot: Slot,
+        key: Option<u64>,
+        abort: tokio::task::AbortHandle,
+    }
+
+    let m = cx.metrics.clone();
+    let mut settle = Settle::new(&cx);
+    let mut clock = Clock::start();
+    let mut unordered: FuturesUnordered<
+        futures::future::BoxFuture<'static, Joined<S::Out, S::Error>>,
+    > = FuturesUnordered::new();
+    let mut ordered: FuturesOrdered<futures::future::BoxFuture<'static, Joined<S::Out, S::Error>>> =
+        FuturesOrdered::new();
+    let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
+    let mut busy_keys: HashMap<u64, VecDeque<(S::In, Ack, Slot)>> = HashMap::new();
+    let mut parked = 0usize;
+    let mut seq = 0u64;
+    let mut closed = false;
+    let mut buf = Vec::with_capacity(concurrency);
+    let key =
+        match order {
+            Order::PerKey => Some(key.unwrap_or_else(|| {
+                Arc::new(|_: &S::In, o: &Origin| o.key.as_ref().map(hash_bytes))
+            })),
+            _ => None,
+        };
+
+    let spawn = |seq: u64,
+                 payload: S::In,
+                 ack: Ack,
+                 slot: Slot,
+                 key: Option<u64>,
+                 in_flight: &mut HashMap<u64, InFlight>,
+                 unordered: &mut FuturesUnordered<_>,
+                 ordered: &mut FuturesOrdered<_>| {
+        let stage = stage.clone();
+        let origin = ack.origin_ref();
+        let handle = tokio::spawn(async move {
+            AssertUnwindSafe(stage.process(payload, origin.get()))
+                .catch_unwind()
+                .await
+        });
+        in_flight.insert(
+            seq,
+            InFlight {
+                ack,
+                slot,
+                key,
+                abort: handle.abort_handle(),
+            },
+        );
+        let fut: futures::future::BoxFuture<'static, Joined<S::Out, S::Error>> =
+            Box::pin(async move { (seq, handle.await) });
+        if order == Order::Preserve {
+            ordered.push_back(fut);
+        } else {
+            unordered.push(fut);
+        }
+    };
+
+    let mut abandoned = false;
+    loop {
+        let running = in_flight.len();
+        let can_take = !closed && running < concurrency;
+        if closed && running == 0 {
+            break;
+        }
+        enum Event<T> {
+            Done(T),
+            Received(bool),
+            Abandon,
+        }
+        let event = tokio::select! {
+            biased;
+            () = cx.abandon.cancelled() => Event::Abandon,
+            Some(done) = unordered.next(), if !unordered.is_empty() => Event::Done(done),
+            Some(done) = ordered.next(), if !ordered.is_empty() => Event::Done(done),
+            got = rx.recv_many(&mut buf, concurrency - running), if can_take => Event::Received(got),
+        };
+        if running > 0 {
+            clock.lap(&m.busy_ns);
+        } else {
+            clock.lap(&m.idle_ns);
+        }
+        match event {
+            Event::Abandon => {
+                abandoned = true;
+                break;
+            }
+            Event::Received(false) => closed = true,
+            Event::Received(true) => {
+                m.items_in
+                    .fetch_add(buf.len() as u64, AtomicOrdering::Relaxed);
+                for (env, slot) in buf.drain(..) {
+                    let (payload, ack) = env.into_parts();
+                    let k = key.as_ref().and_then(|f| f(&payload, ack.origin()));
+                    if let Some(k) = k {
+                        if let Some(queue) = busy_keys.get_mut(&k) {
+                            queue.push_back((payload, ack, slot));
+                            parked += 1;
+                            continue;
+                        }
+                        busy_keys.insert(k, VecDeque::new());
+                    }
+                    seq += 1;
+                    spawn(
+                        seq,
+                        payload,
+                        ack,
+                        slot,
+                        k,
+                        &mut in_flight,
+                        &mut unordered,
+                        &mut ordered,
+                    );
+                }
+            }
+            Event::Done((id, joined)) => {
+                let Some(flight) = in_flight.remove(&id) else {
+                    continue;
+                };
+                let result = match joined {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => Err(e.into_panic()),
+                    Err(_) => Err(Box::new("task cancelled") as Box<dyn std::any::Any + Send>),
+                };
+                // Latency here is time from spawn to completion seen.
+                let processed = classify(stage.as_ref(), result);
+                settle.settle(processed, flight.ack, flight.slot).await;
+                if let Some(k) = flight.key {
+                    let next = busy_keys.get_mut(&k).and_then(VecDeque::pop_front);
+                    match next {
+                        Some((payload, ack, slot)) => {
+                            parked -= 1;
+                            seq += 1;
+                            spawn(
+                                seq,
+                                payload,
+                                ack,
+                                slot,
+                                Some(k),
+                                &mut in_flight,
+                                &mut unordered,
+                                &mut ordered,
+                            );
+                        }
+                        None => {
+                            busy_keys.remove(&k);
+                        }
+                    }
+                }
+                let alive = {
+                    let rx_ref = &rx;
+                    let mut rel = |r: Release| rx_ref.release(r);
+                    settle.flush(&outlet, &mut rel).await
+                };
+                clock.lap(&m.blocked_ns);
+                if !alive || settle.fatal.is_some() {
+                    abandoned = true;
+                    break;
+                }
+            }
+        }
+    }
+    if abandoned {
+        let mut release = Release::default();
+        for (_, flight) in in_flight.drain() {
+            flight.abort.abort();
+            abandon_ack(flight.ack, &cx);
+            release.add(flight.slot);
+        }
+        for (_, queue) in busy_keys.drain() {
+            for (_, ack, slot) in queue {
+                abandon_ack(ack, &cx);
+                release.add(slot);
+            }
+        }
+        rx.release(release);
+        abandon_mailbox(&mut rx, &cx);
+    }
+    debug_assert!(
+        abandoned || parked == 0,
+        "parked items left at a clean stop"
+    );
+    let fatal = settle.fatal.take();
+    finish(&cx, fatal, run_stop(&cx, stage.stop()).await)
+}
+
+fn hash_bytes(b: &bytes::Bytes) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(b.as_ref())
+}
+
+/// Gathers batches (first item, then until full or the deadline) and hands
+/// them to a [`BatchStage`].
+pub(crate) async fn run_batched<S: BatchStage>(
+    stage: Arc<S>,
+    mut rx: Receiver<S::In>,
+    outlet: Outlet<S::Out>,
+    cx: NodeCx,
+    config: BatchConfig<S::In>,
+) -> Result<(), GraphError> {
+    let m = cx.metrics.clone();
+    let mut settle = Settle::new(&cx);
+    let mut clock = Clock::start();
+    let mut buf: Vec<(Envelope<S::In>, Slot)> = Vec::with_capacity(config.max_items);
+    let weigh = |env: &Envelope<S::In>| {
+        config
+            .max_bytes
+            .as_ref()
+            .map_or(0, |(_, w)| w(env.payload()))
+    };
+    let byte_limit = config.max_bytes.as_ref().map(|(max, _)| *max);
+    let mut closed = false;
+    while !closed {
+        // Wait for the first item.
+        let got = tokio::select! {
+            biased;
+            got = rx.recv_many(&mut buf, if byte_limit.is_some() { 1 } else { config.max_items }) => got,
+            () = cx.abandon.cancelled() => { abandon_mailbox(&mut rx, &cx); break; }
+        };
+        clock.lap(&m.idle_ns);
+        if !got {
+            break;
+        }
+        // Then gather until full, over the byte limit, or the deadline.
+        let deadline = tokio::time::Instant::now() + config.max_wait;
+        let mut bytes: usize = buf.iter().map(|(e, _)| weigh(e)).sum();
+        let mut abandoned = false;
+        while buf.len() < config.max_items && byte_limit.is_none_or(|max| bytes < max) {
+            let take = if byte_limit.is_some() {
+                1
+            } else {
+                config.max_items - buf.len()
+            };
+            let before = buf.len();
+            let step = tokio::select! {
+                biased;
+                () = cx.abandon.cancelled() => { abandoned = true; break; }
+                r = tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, take)) => r,
+            };
+            match step {
+                Ok(true) => bytes += buf[before..].iter().map(|(e, _)| weigh(e)).sum::<usize>(),
+                Ok(false) => {
+                    closed = true;
+                    break;
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        if abandoned {
+            let mut release = Release::default();
+            for (env, slot) in buf.drain(..) {
+                abandon_ack(env.into_parts().1, &cx);
+                release.add(slot);
+            }
+            rx.release(release);
+            abandon_mailbox(&mut rx, &cx);
+            break;
+        }
+        clock.lap(&m.idle_ns);
+        let n = buf.len();
+        m.items_in.fetch_add(n as u64, AtomicOrdering::Relaxed);
+        let mut payloads = Vec::with_capacity(n);
+        let mut acks = Vec::with_capacity(n);
+        let mut slots = Vec::with_capacity(n);
+        for (env, slot) in buf.drain(..) {
+            let (p, a) = env.into_parts();
+            payloads.push(p);
+            acks.push(a);
+            slots.push(slot);
+        }
+        let result = {
+            let origins: Vec<&Origin> = acks.iter().map(Ack::origin).collect();
+            let fut = AssertUnwindSafe(stage.process_batch(payloads, &origins)).catch_unwind();
+            tokio::select! {
+                biased;
+                r = fut => Some(r),
+                () = cx.abandon.cancelled() => None,
+            }
+        };
+        let Some(result) = result else {
+            let mut release = Release::default();
+            for (ack, slot) in acks.into_iter().zip(slots) {
+                abandon_ack(ack, &cx);
+                release.add(slot);
+            }
+            rx.release(release);
+            abandon_mailbox(&mut rx, &cx);
+            break;
+        };
+        m.latency.record(clock.lap(&m.busy_ns));
+        let per_item: Vec<Processed<S::Out>> = match result {
+            Err(p) => {
+                let msg = panic_message(p.as_ref());
+                (0..n).map(|_| Processed::Panic(msg.clone())).collect()
+            }
+            Ok(Err(e)) => {
+                let fatal = stage.is_fatal(&e);
+                let boxed: BoxError = e.into();
+                let fatal = fatal || boxed.is::<Fatal>();
+                let shared = ItemError::from_error(cx.name.clone(), FailureKind::Error, boxed);
+                (0..n)
+                    .map(|_| Processed::Err(Box::new(shared.clone()) as BoxError, fatal))
+                    .collect()
+            }
+            Ok(Ok(results)) if results.len() != n => {
+                let msg = format!(
+                    "batch stage returned {} results for {} inputs",
+                    results.len(),
+                    n
+                );
+                let shared = ItemError::new(cx.name.clone(), FailureKind::Error, msg);
+                (0..n)
+                    .map(|_| Processed::Err(Box::new(shared.clone()) as BoxError, false))
+                    .collect()
+            }
+            Ok(Ok(results)) => results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(outs) => Processed::Ok(outs),
+                    Err(e) => {
+                        let fatal = stage.is_fatal(&e);
+                        let boxed: BoxError = e.into();
+                        let fatal = fatal || boxed.is::<Fatal>();
+                        Processed::Err(boxed, fatal)
+                    }
+                })
+                .collect(),
+        };
+        for ((processed, ack), slot) in per_item.into_iter().zip(acks).zip(slots) {
+            settle.settle(processed, ack, slot).await;
+        }
+        let alive = {
+            let rx_ref = &rx;
+            let mut rel = |r: Release| rx_ref.release(r);
+            settle.flush(&outlet, &mut rel).await
+        };
+        clock.lap(&m.blocked_ns);
+        if !alive || settle.fatal.is_some() {
+            abandon_mailbox(&mut rx, &cx);
+            break;
+        }
+    }
+    let fatal = settle.fatal.take();
+    finish(&cx, fatal, run_stop(&cx, stage.stop()).await)
+}

@@ -1,0 +1,208 @@
+//! Error types: per-item failures, fatal errors and graph errors.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A boxed, thread-safe error: what a stage's error becomes at the task boundary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an item failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The stage returned an error for this item.
+    Error,
+    /// The stage panicked while processing this item.
+    Panic,
+    /// The stage returned an error it classified as fatal; the graph stops.
+    Fatal,
+    /// Shutdown passed its deadline while the item was still in the graph.
+    Abandoned,
+    /// The acknowledgement handle was dropped without being resolved (a bug).
+    Leaked,
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailureKind::Error => "error",
+            FailureKind::Panic => "panic",
+            FailureKind::Fatal => "fatal",
+            FailureKind::Abandoned => "abandoned",
+            FailureKind::Leaked => "leaked",
+        })
+    }
+}
+
+/// The failure of one item: which stage, what kind, and the message.
+///
+/// Cheap to clone (one reference count); it travels with the item to the
+/// dead-letter route and to the origin's acknowledgement receiver.
+#[derive(Clone)]
+pub struct ItemError {
+    inner: Arc<ItemErrorInner>,
+}
+
+struct ItemErrorInner {
+    stage: Arc<str>,
+    kind: FailureKind,
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl ItemError {
+    /// A failure of `kind` in `stage` with a message.
+    pub fn new(stage: impl Into<Arc<str>>, kind: FailureKind, message: impl Into<String>) -> Self {
+        ItemError {
+            inner: Arc::new(ItemErrorInner {
+                stage: stage.into(),
+                kind,
+                message: message.into(),
+                source: None,
+            }),
+        }
+    }
+
+    /// A failure caused by `source`; the message is its display text, with
+    /// the chain of causes appended.
+    pub fn from_error(stage: impl Into<Arc<str>>, kind: FailureKind, source: BoxError) -> Self {
+        let mut message = source.to_string();
+        let mut cause = source.source();
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        ItemError {
+            inner: Arc::new(ItemErrorInner {
+                stage: stage.into(),
+                kind,
+                message,
+                source: Some(source),
+            }),
+        }
+    }
+
+    /// The stage the item failed in.
+    pub fn stage(&self) -> &str {
+        &self.inner.stage
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FailureKind {
+        self.inner.kind
+    }
+
+    /// The failure's message (for a panic, the panic message).
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// The original error, when the failure came from one.
+    pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.inner.source.as_deref()
+    }
+}
+
+impl fmt::Debug for ItemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ItemError")
+            .field("stage", &self.stage())
+            .field("kind", &self.kind())
+            .field("message", &self.message())
+            .finish()
+    }
+}
+
+impl fmt::Display for ItemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} in stage `{}`: {}",
+            self.kind(),
+            self.stage(),
+            self.message()
+        )
+    }
+}
+
+impl std::error::Error for ItemError {}
+
+/// Wraps an error to mark it fatal: a stage returning it stops the graph.
+///
+/// Any stage can return `Fatal` through its error type's `From<Fatal>` or as
+/// a boxed error; [`Stage::is_fatal`](crate::Stage::is_fatal) is the typed
+/// alternative.
+#[derive(Debug, thiserror::Error)]
+#[error("fatal: {0}")]
+pub struct Fatal(#[source] pub BoxError);
+
+impl Fatal {
+    /// Marks `err` fatal.
+    pub fn new(err: impl Into<BoxError>) -> Self {
+        Fatal(err.into())
+    }
+}
+
+/// Errors building, starting or running a graph.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// A stream was left without a downstream stage or sink.
+    #[error("the output of `{stage}` is not connected to anything")]
+    Unconnected {
+        /// The stage whose output is dangling.
+        stage: String,
+    },
+    /// Two nodes share a name; names key the metrics, so they must be unique.
+    #[error("two nodes are named `{name}`; node names must be unique")]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A stage's settings are inconsistent.
+    #[error("stage `{stage}`: {message}")]
+    InvalidConfig {
+        /// The stage.
+        stage: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A stage's start hook failed; the graph did not start.
+    #[error("stage `{stage}` failed to start: {source}")]
+    StartFailed {
+        /// The stage.
+        stage: String,
+        /// The start hook's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A stage or source failed fatally; the graph was shut down.
+    #[error("stage `{stage}` failed fatally: {source}")]
+    Fatal {
+        /// The stage.
+        stage: String,
+        /// The error.
+        #[source]
+        source: BoxError,
+    },
+    /// A node's task panicked outside of item processing (a bug).
+    #[error("the task of `{stage}` panicked: {message}")]
+    TaskPanicked {
+        /// The stage.
+        stage: String,
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// Renders a panic payload as text.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}

@@ -1,0 +1,52 @@
+//! # sluicegate-core
+//!
+//! Async stream pipelines that never accept work faster than they can finish
+//! it. A graph is made of stages running as actors, each behind a bounded
+//! [mailbox]; when a stage falls behind, its mailbox fills and the stage
+//! before it waits, all the way back to the source. Every envelope carries an
+//! [acknowledgement](ack) that resolves exactly once (delivered, dropped with
+//! a reason, dead-lettered, or failed), so a source knows which records are
+//! finished and nothing is silently lost.
+//!
+//! The modules follow the architecture:
+//!
+//! - [`ack`]: acknowledgements, outcomes, origins.
+//! - [`mailbox`]: bounded mailboxes and overflow policies.
+//! - [`stage`]: the [`Stage`] and [`BatchStage`] traits and closure adapters.
+//! - [`source`]: the [`Source`] trait.
+//! - [`graph`]: building a graph in code, running it, shutting it down.
+//! - [`metrics`]: counters, snapshots, Prometheus text, the bottleneck.
+//! - [`testing`]: in-memory sources, collecting and gated sinks, ack logs.
+//!
+//! See [`graph`] for a complete example.
+
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod ack;
+mod driver;
+pub mod envelope;
+pub mod error;
+pub mod graph;
+pub mod mailbox;
+pub mod metrics;
+mod outlet;
+pub mod source;
+pub mod stage;
+pub mod testing;
+
+pub use ack::{Ack, AckReceiver, DropReason, IgnoreAcks, Origin, Outcome};
+pub use envelope::Envelope;
+pub use error::{BoxError, FailureKind, Fatal, GraphError, ItemError};
+pub use graph::{
+    BatchConfig, BatchSpec, DeadLetter, Graph, GraphBuilder, Order, Report, RunningGraph,
+    StageSpec, Stream,
+};
+pub use mailbox::Overflow;
+pub use metrics::{Bottleneck, Metrics, Snapshot};
+pub use source::{EmitError, Source, SourceContext};
+pub use stage::{
+    BatchStage, Outputs, Stage, blocking, blocking_shared, filter, flat_map, map, sink, then,
+    try_map,
+};
+pub use tokio_util::sync::CancellationToken;

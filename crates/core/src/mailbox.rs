@@ -1,0 +1,653 @@
+//! Bounded mailboxes: the only queues on the data path.
+//!
+//! A mailbox holds the envelopes waiting for one stage. Its capacity counts
+//! both the envelopes waiting and the envelopes its stage has taken but not
+//! finished, so the number of items a stage can have inside it is exactly its
+//! capacity: backpressure is exact and memory is bounded by
+//! `capacity × item size` (and by the optional byte budget).
+//!
+//! # Backpressure
+//!
+//! When a mailbox is full, its [`Overflow`] policy decides:
+//! [`Overflow::Block`] makes the sender wait (the default, and the one that
+//! loses nothing); [`Overflow::DropNewest`] and [`Overflow::DropOldest`] shed
+//! load and resolve the dropped envelope's acknowledgement as
+//! [`Outcome::Dropped`](crate::Outcome::Dropped), counted in the metrics.
+//! [`Sender::try_send`] never waits and hands the envelope back when full.
+//!
+//! # A note on choosing a bound
+//!
+//! A bound trades latency and memory for smoothing. Start at about twice the
+//! stage's concurrency (or its batch size, which a capacity must hold), raise
+//! it only to absorb bursts you have measured, and watch the depth in the
+//! metrics: a mailbox that sits full points at the stage after it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::ack::DropReason;
+use crate::envelope::Envelope;
+
+/// What a full mailbox does with a new envelope.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// The sender waits for room. Nothing is lost; the slowness travels upstream.
+    #[default]
+    Block,
+    /// The new envelope is dropped (its acknowledgement resolves as dropped).
+    DropNewest,
+    /// The oldest waiting envelope is dropped to make room for the new one.
+    /// Envelopes the stage is already working on are never dropped; when none
+    /// is waiting, the new envelope is dropped instead.
+    DropOldest,
+}
+
+/// Measures an item's size in bytes, for byte budgets and byte-bounded batches.
+pub type Weigher<T> = Arc<dyn Fn(&T) -> usize + Send + Sync>;
+
+/// The error of [`Sender::send`]: the receiving stage is gone. The envelope
+/// comes back.
+pub struct SendError<T>(pub Envelope<T>);
+
+impl<T> SendError<T> {
+    /// The envelope that could not be sent.
+    pub fn into_inner(self) -> Envelope<T> {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the receiving stage has stopped")
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+/// The error of [`Sender::try_send`]; the envelope comes back either way.
+pub enum TrySendError<T> {
+    /// The mailbox is full (and its policy is [`Overflow::Block`]).
+    Full(Envelope<T>),
+    /// The receiving stage is gone.
+    Closed(Envelope<T>),
+}
+
+impl<T> TrySendError<T> {
+    /// The envelope that was not sent.
+    pub fn into_inner(self) -> Envelope<T> {
+        match self {
+            TrySendError::Full(e) | TrySendError::Closed(e) => e,
+        }
+    }
+}
+
+impl<T> fmt::Debug for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("Full(..)"),
+            TrySendError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("the mailbox is full"),
+            TrySendError::Closed(_) => f.write_str("the receiving stage has stopped"),
+        }
+    }
+}
+
+impl<T> std::error::Error for TrySendError<T> {}
+
+/// Live counters of one mailbox, shared with the metrics registry.
+#[derive(Debug)]
+pub struct MailboxStats {
+    pub(crate) stage: Arc<str>,
+    pub(crate) capacity: usize,
+    pub(crate) max_bytes: Option<usize>,
+    pub(crate) overflow: Overflow,
+    pub(crate) depth: AtomicUsize,
+    pub(crate) peak_depth: AtomicUsize,
+    pub(crate) bytes: AtomicUsize,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+}
+
+impl MailboxStats {
+    /// Items waiting plus items the stage is working on.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// The capacity in items.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Envelopes dropped by the overflow policy.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A slot an envelope holds in its mailbox until the stage finishes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Slot {
+    bytes: usize,
+}
+
+/// Slots to give back to a mailbox, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Release {
+    items: usize,
+    bytes: usize,
+}
+
+impl Release {
+    /// Adds one slot.
+    pub fn add(&mut self, slot: Slot) {
+        self.items += 1;
+        self.bytes += slot.bytes;
+    }
+
+    /// Whether there is nothing to release.
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+    }
+}
+
+struct State<T> {
+    queue: VecDeque<(Envelope<T>, Slot)>,
+    /// Items taken by the stage and not yet released.
+    held: usize,
+    /// Bytes queued plus bytes held.
+    bytes: usize,
+    senders: usize,
+    rx_alive: bool,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    not_empty: Notify,
+    not_full: Notify,
+    weigher: Option<Weigher<T>>,
+    stats: Arc<MailboxStats>,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding this lock cannot leave the queue inconsistent
+        // (every mutation is a single push/pop), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish_depth(&self, st: &State<T>) {
+        let depth = st.queue.len() + st.held;
+        self.stats.depth.store(depth, Ordering::Relaxed);
+        self.stats.bytes.store(st.bytes, Ordering::Relaxed);
+        if depth > self.stats.peak_depth.load(Ordering::Relaxed) {
+            self.stats.peak_depth.store(depth, Ordering::Relaxed);
+        }
+    }
+
+    fn fits(&self, st: &State<T>, weight: usize) -> bool {
+        let used = st.queue.len() + st.held;
+        if used >= self.stats.capacity {
+            return false;
+        }
+        match self.stats.max_bytes {
+            // An item bigger than the whole budget still goes through alone.
+            Some(max) => used == 0 || st.bytes + weight <= max,
+            None => true,
+        }
+    }
+
+    fn weigh(&self, env: &Envelope<T>) -> usize {
+        self.weigher.as_ref().map_or(0, |w| w(env.payload()))
+    }
+
+    /// Pushes under the lock following the overflow policy. Envelopes to
+    /// drop are put in `dropped` to be resolved after unlocking.
+    fn push_locked(
+        &self,
+        st: &mut State<T>,
+        env: Envelope<T>,
+        weight: usize,
+        dropped: &mut Vec<Envelope<T>>,
+    ) -> Result<(), Envelope<T>> {
+        if self.fits(st, weight) {
+            st.bytes += weight;
+            st.queue.push_back((env, Slot { bytes: weight }));
+            return Ok(());
+        }
+        match self.stats.overflow {
+            Overflow::Block => Err(env),
+            Overflow::DropNewest => {
+                dropped.push(env);
+                Ok(())
+            }
+            Overflow::DropOldest => {
+                while !self.fits(st, weight) {
+                    match st.queue.pop_front() {
+                        Some((old, slot)) => {
+                            st.bytes -= slot.bytes;
+                            dropped.push(old);
+                        }
+                        None => {
+                            dropped.push(env);
+                            return Ok(());
+                        }
+                    }
+                }
+                st.bytes += weight;
+                st.queue.push_back((env, Slot { bytes: weight }));
+                Ok(())
+            }
+        }
+    }
+
+    fn resolve_dropped(&self, dropped: Vec<Envelope<T>>) {
+        if dropped.is_empty() {
+            return;
+        }
+        self.stats
+            .dropped
+            .fetch_add(dropped.len() as u64, Ordering::Relaxed);
+        for env in dropped {
+            let (_, ack) = env.into_parts();
+            ack.drop_with(DropReason::MailboxFull {
+                stage: self.stats.stage.clone(),
+                policy: self.stats.overflow,
+            });
+        }
+    }
+}
+
+/// Creates a mailbox for the stage named `stage`.
+///
+/// `capacity` counts items waiting plus items the stage is working on;
+/// `max_bytes`, when set with a `weigher`, also bounds their total size.
+///
+/// # Panics
+///
+/// Panics if `capacity` is zero.
+pub fn mailbox<T>(
+    stage: impl Into<Arc<str>>,
+    capacity: usize,
+    overflow: Overflow,
+    byte_budget: Option<(usize, Weigher<T>)>,
+) -> (Sender<T>, Receiver<T>) {
+    assert!(capacity > 0, "a mailbox needs a capacity of at least 1");
+    let (max_bytes, weigher) = match byte_budget {
+        Some((max, w)) => (Some(max), Some(w)),
+        None => (None, None),
+    };
+    let stats = Arc::new(MailboxStats {
+        stage: stage.into(),
+        capacity,
+        max_bytes,
+        overflow,
+        depth: AtomicUsize::new(0),
+        peak_depth: AtomicUsize::new(0),
+        bytes: AtomicUsize::new(0),
+        dropped: AtomicU64::new(0),
+        accepted: AtomicU64::new(0),
+    });
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::with_capacity(capacity.min(4096)),
+            held: 0,
+            bytes: 0,
+            senders: 1,
+            rx_alive: true,
+        }),
+        not_empty: Notify::new(),
+        not_full: Notify::new(),
+        weigher,
+        stats,
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+/// The sending half of a mailbox. Clone it for fan-in.
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let last = {
+            let mut st = self.shared.lock();
+            st.senders -= 1;
+            st.senders == 0
+        };
+        if last {
+            self.shared.not_empty.notify_waiters();
+            self.shared.not_empty.notify_one();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("stage", &self.shared.stats.stage)
+            .finish()
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends an envelope, waiting for room if the policy is
+    /// [`Overflow::Block`]. With a drop policy it never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the envelope when the receiving stage is gone.
+    ///
+    /// # Backpressure
+    ///
+    /// This is where backpressure bites: the caller waits until the stage
+    /// finishes an item. Cancel-safe: if the future is dropped while waiting,
+    /// the envelope is dropped with it (resolve its acknowledgement first if
+    /// you need it back; [`Sender::try_send`] never loses it).
+    pub async fn send(&self, env: Envelope<T>) -> Result<(), SendError<T>> {
+        let mut env = env;
+        loop {
+            match self.try_send(env) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(e)) => return Err(SendError(e)),
+                Err(TrySendError::Full(e)) => env = e,
+            }
+            let weight = self.shared.weigh(&env);
+            let notified = self.shared.not_full.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                // Re-check after registering, so a release in between is not missed.
+                let st = self.shared.lock();
+                if !st.rx_alive || self.shared.fits(&st, weight) {
+                    continue;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Sends without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] when the mailbox is full under
+    /// [`Overflow::Block`]; [`TrySendError::Closed`] when the stage is gone.
+    /// The envelope comes back in both.
+    pub fn try_send(&self, env: Envelope<T>) -> Result<(), TrySendError<T>> {
+        let weight = self.shared.weigh(&env);
+        let mut dropped = Vec::new();
+        let result = {
+            let mut st = self.shared.lock();
+            if !st.rx_alive {
+                return Err(TrySendError::Closed(env));
+            }
+            let r = self.shared.push_locked(&mut st, env, weight, &mut dropped);
+            if r.is_ok() {
+                self.shared.publish_depth(&st);
+            }
+            r
+        };
+        match result {
+            Ok(()) => {
+                self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                self.shared.not_empty.notify_one();
+                self.shared.resolve_dropped(dropped);
+                Ok(())
+            }
+            Err(env) => Err(TrySendError::Full(env)),
+        }
+    }
+
+    /// Moves as many envelopes from the front of `items` as fit (or as the
+    /// policy accepts), under one lock. Returns the slots that came with the
+    /// moved envelopes, for the caller to release upstream.
+    pub(crate) fn push_some(
+        &self,
+        items: &mut VecDeque<(Envelope<T>, Option<Slot>)>,
+    ) -> Result<Release, Closed> {
+        let mut dropped = Vec::new();
+        let mut moved = 0u64;
+        let mut release = Release::default();
+        {
+            let mut st = self.shared.lock();
+            if !st.rx_alive {
+                return Err(Closed);
+            }
+            while let Some((env, slot)) = items.pop_front() {
+                let weight = self.shared.weigh(&env);
+                match self.shared.push_locked(&mut st, env, weight, &mut dropped) {
+                    Ok(()) => {
+                        moved += 1;
+                        if let Some(slot) = slot {
+                            release.add(slot);
+                        }
+                    }
+                    Err(env) => {
+                        items.push_front((env, slot));
+                        break;
+                    }
+                }
+            }
+            self.shared.publish_depth(&st);
+        }
+        if moved > 0 {
+            self.shared
+                .stats
+                .accepted
+                .fetch_add(moved, Ordering::Relaxed);
+            self.shared.not_empty.notify_one();
+        }
+        self.shared.resolve_dropped(dropped);
+        Ok(release)
+    }
+
+    /// The weight of `env` under this mailbox's byte budget (0 without one).
+    pub(crate) fn weight_of(&self, env: &Envelope<T>) -> usize {
+        self.shared.weigh(env)
+    }
+
+    /// Waits until an item of `weight` would fit (or the stage is gone).
+    pub(crate) async fn wait_room(&self, weight: usize) {
+        self.wait_until(|shared, st| shared.fits(st, weight)).await
+    }
+
+    /// Waits until at least one more item fits.
+    pub async fn ready(&self) {
+        self.wait_until(|shared, st| shared.fits(st, 0)).await
+    }
+
+    async fn wait_until(&self, cond: impl Fn(&Shared<T>, &State<T>) -> bool) {
+        loop {
+            let notified = self.shared.not_full.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = self.shared.lock();
+                if !st.rx_alive || cond(&self.shared, &st) {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether a send would have to wait (or drop) right now.
+    pub fn is_full(&self) -> bool {
+        let st = self.shared.lock();
+        st.rx_alive && !self.shared.fits(&st, 0)
+    }
+
+    /// Whether the receiving stage is gone.
+    pub fn is_closed(&self) -> bool {
+        !self.shared.lock().rx_alive
+    }
+
+    /// The mailbox's live counters.
+    pub fn stats(&self) -> &Arc<MailboxStats> {
+        &self.shared.stats
+    }
+}
+
+/// The receiver is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closed;
+
+/// The receiving half of a mailbox, owned by one stage.
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("stage", &self.shared.stats.stage)
+            .finish()
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Takes up to `max` envelopes into `out`, waiting for at least one.
+    /// Returns `false` when every sender is gone and the mailbox is empty.
+    ///
+    /// Each envelope keeps its [`Slot`] until it is given back with
+    /// [`Receiver::release`]: taken items still count against the capacity.
+    pub async fn recv_many(&mut self, out: &mut Vec<(Envelope<T>, Slot)>, max: usize) -> bool {
+        loop {
+            let notified = self.shared.not_empty.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match take(&self.shared, out, max) {
+                Some(true) => return true,
+                Some(false) => return false,
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Takes up to `max` envelopes without waiting: `Some(true)` if it took
+    /// any, `Some(false)` if the mailbox is closed and empty, `None` if empty.
+    pub fn try_recv_many(
+        &mut self,
+        out: &mut Vec<(Envelope<T>, Slot)>,
+        max: usize,
+    ) -> Option<bool> {
+        take(&self.shared, out, max)
+    }
+
+    /// Takes one envelope, waiting for it; `None` once closed and drained.
+    pub async fn recv(&mut self) -> Option<(Envelope<T>, Slot)> {
+        let mut out = Vec::with_capacity(1);
+        if self.recv_many(&mut out, 1).await {
+            out.pop()
+        } else {
+            None
+        }
+    }
+
+    /// Gives slots back: their envelopes are finished, senders may refill.
+    pub fn release(&self, release: Release) {
+        if release.is_empty() {
+            return;
+        }
+        {
+            let mut st = self.shared.lock();
+            st.held -= release.items;
+            st.bytes -= release.bytes;
+            self.shared.publish_depth(&st);
+        }
+        self.shared.not_full.notify_waiters();
+    }
+
+    /// Whether every sender is gone (items may still be queued).
+    pub fn senders_gone(&self) -> bool {
+        self.shared.lock().senders == 0
+    }
+
+    /// Refuses further sends and returns the queued envelopes (for
+    /// abandoning them on a forced shutdown).
+    pub fn close_and_take(&mut self) -> Vec<Envelope<T>> {
+        let items: Vec<_> = {
+            let mut st = self.shared.lock();
+            st.rx_alive = false;
+            let n = st.queue.len();
+            st.held += n;
+            st.queue.drain(..).map(|(e, _)| e).collect()
+        };
+        self.shared.not_full.notify_waiters();
+        items
+    }
+
+    /// The mailbox's live counters.
+    pub fn stats(&self) -> &Arc<MailboxStats> {
+        &self.shared.stats
+    }
+}
+
+fn take<T>(shared: &Shared<T>, out: &mut Vec<(Envelope<T>, Slot)>, max: usize) -> Option<bool> {
+    let more_left;
+    {
+        let mut st = shared.lock();
+        if st.queue.is_empty() {
+            return if st.senders == 0 { Some(false) } else { None };
+        }
+        let n = max.max(1).min(st.queue.len());
+        out.extend(st.queue.drain(..n));
+        st.held += n;
+        more_left = !st.queue.is_empty();
+    }
+    if more_left {
+        // Keep a wake-up pending for the rest.
+        shared.not_empty.notify_one();
+    }
+    Some(true)
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let leftover = self.close_and_take();
+        for env in leftover {
+            let (_, ack) = env.into_parts();
+            ack.fail(crate::error::ItemError::new(
+                self.shared.stats.stage.clone(),
+                crate::error::FailureKind::Abandoned,
+                "the stage stopped before taking this item",
+            ));
+        }
+    }
+}

@@ -1,0 +1,565 @@
+//! Per-stage and per-mailbox metrics, snapshots, Prometheus text and the
+//! bottleneck finder.
+//!
+//! Every counter is a relaxed atomic updated by the stage's own task (once
+//! per batch where it can), so metrics stay on in production. Time is split
+//! three ways, as Flink does: *busy* (processing), *blocked* (waiting for room
+//! downstream) and *idle* (waiting for input).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mailbox::MailboxStats;
+
+/// Upper bounds of the latency buckets, in microseconds (powers of four up to
+/// about 4.5 minutes); the last bucket is unbounded.
+const BUCKETS_US: [u64; 14] = [
+    1,
+    4,
+    16,
+    64,
+    256,
+    1_024,
+    4_096,
+    16_384,
+    65_536,
+    262_144,
+    1_048_576,
+    4_194_304,
+    16_777_216,
+    268_435_456,
+];
+
+/// A fixed-bucket latency histogram of atomics.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn record(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let idx = BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[idx].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds_us: BUCKETS_US.to_vec(),
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum_ns: self.sum_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What kind of node a stage is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// Produces envelopes.
+    Source,
+    /// Transforms envelopes.
+    Stage,
+    /// Ends a stream.
+    Sink,
+    /// Receives the failed items of every stage.
+    DeadLetter,
+}
+
+/// The live counters of one node.
+#[derive(Debug)]
+pub struct StageMetrics {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: NodeKind,
+    pub(crate) concurrency: usize,
+    /// Envelopes taken from the mailbox (or created, for a source).
+    pub(crate) items_in: AtomicU64,
+    /// Envelopes emitted downstream (or delivered, for a sink).
+    pub(crate) items_out: AtomicU64,
+    /// Inputs for which the stage emitted nothing.
+    pub(crate) filtered: AtomicU64,
+    /// Inputs that failed (error or panic).
+    pub(crate) failed: AtomicU64,
+    /// Of the failed, how many were panics.
+    pub(crate) panics: AtomicU64,
+    /// Items abandoned at a forced shutdown.
+    pub(crate) abandoned: AtomicU64,
+    pub(crate) busy_ns: AtomicU64,
+    pub(crate) blocked_ns: AtomicU64,
+    pub(crate) idle_ns: AtomicU64,
+    pub(crate) latency: Histogram,
+}
+
+impl StageMetrics {
+    pub(crate) fn new(name: Arc<str>, kind: NodeKind, concurrency: usize) -> Self {
+        StageMetrics {
+            name,
+            kind,
+            concurrency,
+            items_in: AtomicU64::new(0),
+            items_out: AtomicU64::new(0),
+            filtered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            blocked_ns: AtomicU64::new(0),
+            idle_ns: AtomicU64::new(0),
+            latency: Histogram::default(),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Attributes elapsed time to busy, blocked or idle with one clock read per
+/// phase change.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    last: Instant,
+}
+
+impl Clock {
+    pub(crate) fn start() -> Self {
+        Clock {
+            last: Instant::now(),
+        }
+    }
+
+    /// Ends the current phase, adding its time to `counter`; returns its length.
+    pub(crate) fn lap(&mut self, counter: &AtomicU64) -> Duration {
+        let now = Instant::now();
+        let d = now.saturating_duration_since(self.last);
+        self.last = now;
+        counter.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        d
+    }
+}
+
+/// The registry of a graph's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    graph: String,
+    started: Instant,
+    stages: Mutex<Vec<Arc<StageMetrics>>>,
+    mailboxes: Mutex<Vec<(Arc<MailboxStats>, Vec<String>)>>,
+}
+
+impl Metrics {
+    pub(crate) fn new(graph: &str) -> Self {
+        Metrics {
+            graph: graph.to_string(),
+            started: Instant::now(),
+            stages: Mutex::new(Vec::new()),
+            mailboxes: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn register_stage(&self, m: Arc<StageMetrics>) {
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(m);
+    }
+
+    pub(crate) fn register_mailbox(&self, stats: Arc<MailboxStats>, from: Vec<String>) {
+        self.mailboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((stats, from));
+    }
+
+    /// A consistent-enough copy of every counter (each value is read
+    /// atomically; the set is not one atomic cut).
+    pub fn snapshot(&self) -> Snapshot {
+        let stages = self
+            .stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| StageSnapshot {
+                name: m.name.to_string(),
+                kind: m.kind,
+                concurrency: m.concurrency,
+                items_in: m.items_in.load(Ordering::Relaxed),
+                items_out: m.items_out.load(Ordering::Relaxed),
+                filtered: m.filtered.load(Ordering::Relaxed),
+                failed: m.failed.load(Ordering::Relaxed),
+                panics: m.panics.load(Ordering::Relaxed),
+                abandoned: m.abandoned.load(Ordering::Relaxed),
+                busy_ns: m.busy_ns.load(Ordering::Relaxed),
+                blocked_ns: m.blocked_ns.load(Ordering::Relaxed),
+                idle_ns: m.idle_ns.load(Ordering::Relaxed),
+                latency: m.latency.snapshot(),
+            })
+            .collect();
+        let mailboxes = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(s, from)| MailboxSnapshot {
+                stage: s.stage.to_string(),
+                from: from.clone(),
+                capacity: s.capacity,
+                depth: s.depth.load(Ordering::Relaxed),
+                peak_depth: s.peak_depth.load(Ordering::Relaxed),
+                max_bytes: s.max_bytes,
+                bytes: s.bytes.load(Ordering::Relaxed),
+                overflow: s.overflow,
+                accepted: s.accepted.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+            })
+            .collect();
+        Snapshot {
+            graph: self.graph.clone(),
+            uptime_ns: self.started.elapsed().as_nanos() as u64,
+            stages,
+            mailboxes,
+        }
+    }
+}
+
+/// Latency histogram counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramSnapshot {
+    /// Upper bounds of the buckets in microseconds; one more bucket (+Inf) follows.
+    pub bounds_us: Vec<u64>,
+    /// Observations per bucket (not cumulative), `bounds_us.len() + 1` entries.
+    pub counts: Vec<u64>,
+    /// Sum of all observations in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl HistogramSnapshot {
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The upper bound (µs) of the bucket holding quantile `q` (0..=1);
+    /// `None` when empty or in the unbounded bucket.
+    pub fn quantile_upper_us(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return self.bounds_us.get(i).copied();
+            }
+        }
+        None
+    }
+}
+
+/// One node's counters at a moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSnapshot {
+    /// The node's name.
+    pub name: String,
+    /// Source, stage, sink or dead-letter.
+    pub kind: NodeKind,
+    /// Maximum items processed at once.
+    pub concurrency: usize,
+    /// Envelopes taken in (created, for a source).
+    pub items_in: u64,
+    /// Envelopes emitted (delivered, for a sink).
+    pub items_out: u64,
+    /// Inputs for which nothing was emitted.
+    pub filtered: u64,
+    /// Inputs that failed (errors and panics).
+    pub failed: u64,
+    /// Of the failed, panics.
+    pub panics: u64,
+    /// Items abandoned at a forced shutdown.
+    pub abandoned: u64,
+    /// Nanoseconds spent processing.
+    pub busy_ns: u64,
+    /// Nanoseconds spent waiting for room downstream.
+    pub blocked_ns: u64,
+    /// Nanoseconds spent waiting for input.
+    pub idle_ns: u64,
+    /// Processing latency per item (per batch, for batch stages).
+    pub latency: HistogramSnapshot,
+}
+
+impl StageSnapshot {
+    /// Busy, blocked and idle as fractions of their sum, over the period since
+    /// `before` (or since the start, without it).
+    pub fn time_split(&self, before: Option<&StageSnapshot>) -> (f64, f64, f64) {
+        let (b0, k0, i0) = before.map_or((0, 0, 0), |p| (p.busy_ns, p.blocked_ns, p.idle_ns));
+        let busy = self.busy_ns.saturating_sub(b0) as f64;
+        let blocked = self.blocked_ns.saturating_sub(k0) as f64;
+        let idle = self.idle_ns.saturating_sub(i0) as f64;
+        let total = busy + blocked + idle;
+        if total <= 0.0 {
+            (0.0, 0.0, 0.0)
+        } else {
+            (busy / total, blocked / total, idle / total)
+        }
+    }
+}
+
+/// One mailbox at a moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxSnapshot {
+    /// The stage this mailbox feeds.
+    pub stage: String,
+    /// The nodes that send into it.
+    pub from: Vec<String>,
+    /// Capacity in items.
+    pub capacity: usize,
+    /// Items waiting plus items in progress.
+    pub depth: usize,
+    /// The highest depth seen.
+    pub peak_depth: usize,
+    /// Byte budget, if any.
+    pub max_bytes: Option<usize>,
+    /// Bytes waiting plus in progress (0 without a weigher).
+    pub bytes: usize,
+    /// The overflow policy.
+    pub overflow: crate::mailbox::Overflow,
+    /// Envelopes accepted.
+    pub accepted: u64,
+    /// Envelopes dropped by the overflow policy.
+    pub dropped: u64,
+}
+
+impl MailboxSnapshot {
+    /// Depth over capacity, 0..=1.
+    pub fn fill(&self) -> f64 {
+        self.depth as f64 / self.capacity.max(1) as f64
+    }
+}
+
+/// Every counter of a graph at a moment; serializable for a status page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The graph's name.
+    pub graph: String,
+    /// Nanoseconds since the graph was built.
+    pub uptime_ns: u64,
+    /// Per node.
+    pub stages: Vec<StageSnapshot>,
+    /// Per mailbox.
+    pub mailboxes: Vec<MailboxSnapshot>,
+}
+
+/// The stage that limits throughput, as found by [`Snapshot::bottleneck`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bottleneck {
+    /// The stage's name.
+    pub stage: String,
+    /// Its busy fraction over the period.
+    pub busy: f64,
+    /// Its blocked fraction over the period.
+    pub blocked: f64,
+}
+
+/// A stage blocked more than this fraction of its time is waiting on
+/// something downstream, so it is not the bottleneck.
+const BLOCKED_LIMIT: f64 = 0.1;
+
+impl Snapshot {
+    /// A node by name.
+    pub fn stage(&self, name: &str) -> Option<&StageSnapshot> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// The mailbox feeding a stage.
+    pub fn mailbox(&self, stage: &str) -> Option<&MailboxSnapshot> {
+        self.mailboxes.iter().find(|m| m.stage == stage)
+    }
+
+    /// The bottleneck over the period since `before` (or since the start):
+    /// the busiest stage that is not itself blocked on its downstream. Sources
+    /// are excluded (a source is never the bottleneck of the pipeline it
+    /// feeds). `None` when no stage did any work in the period.
+    pub fn bottleneck(&self, before: Option<&Snapshot>) -> Option<Bottleneck> {
+        self.stages
+            .iter()
+            .filter(|s| s.kind != NodeKind::Source)
+            .map(|s| {
+                let prev = before.and_then(|b| b.stage(&s.name));
+                let (busy, blocked, _) = s.time_split(prev);
+                Bottleneck {
+                    stage: s.name.clone(),
+                    busy,
+                    blocked,
+                }
+            })
+            .filter(|b| b.busy > 0.0 && b.blocked < BLOCKED_LIMIT)
+            .max_by(|a, b| a.busy.total_cmp(&b.busy))
+    }
+
+    /// Renders the snapshot in the Prometheus text exposition format.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let g = escape(&self.graph);
+        let stage_counters: [(&str, &str, fn(&StageSnapshot) -> u64); 6] = [
+            ("items_in", "Envelopes taken in by the node.", |s| {
+                s.items_in
+            }),
+            ("items_out", "Envelopes emitted by the node.", |s| {
+                s.items_out
+            }),
+            (
+                "items_filtered",
+                "Inputs for which the node emitted nothing.",
+                |s| s.filtered,
+            ),
+            (
+                "items_failed",
+                "Inputs that failed with an error or panic.",
+                |s| s.failed,
+            ),
+            ("items_panicked", "Inputs whose processing panicked.", |s| {
+                s.panics
+            }),
+            (
+                "items_abandoned",
+                "Items abandoned at a forced shutdown.",
+                |s| s.abandoned,
+            ),
+        ];
+        for (name, help, get) in stage_counters {
+            let _ = writeln!(out, "# HELP sluicegate_stage_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE sluicegate_stage_{name}_total counter");
+            for s in &self.stages {
+                let _ = writeln!(
+                    out,
+                    "sluicegate_stage_{name}_total{{graph=\"{g}\",stage=\"{}\"}} {}",
+                    escape(&s.name),
+                    get(s)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sluicegate_stage_seconds_total Time per state: busy, blocked (downstream full), idle (no input)."
+        );
+        let _ = writeln!(out, "# TYPE sluicegate_stage_seconds_total counter");
+        for s in &self.stages {
+            for (state, ns) in [
+                ("busy", s.busy_ns),
+                ("blocked", s.blocked_ns),
+                ("idle", s.idle_ns),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "sluicegate_stage_seconds_total{{graph=\"{g}\",stage=\"{}\",state=\"{state}\"}} {}",
+                    escape(&s.name),
+                    ns as f64 / 1e9
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sluicegate_stage_latency_seconds Processing time per item (per batch for batch stages)."
+        );
+        let _ = writeln!(out, "# TYPE sluicegate_stage_latency_seconds histogram");
+        for s in &self.stages {
+            let name = escape(&s.name);
+            let mut cumulative = 0;
+            for (i, c) in s.latency.counts.iter().enumerate() {
+                cumulative += c;
+                let le = s
+                    .latency
+                    .bounds_us
+                    .get(i)
+                    .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+                let _ = writeln!(
+                    out,
+                    "sluicegate_stage_latency_seconds_bucket{{graph=\"{g}\",stage=\"{name}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "sluicegate_stage_latency_seconds_sum{{graph=\"{g}\",stage=\"{name}\"}} {}",
+                s.latency.sum_ns as f64 / 1e9
+            );
+            let _ = writeln!(
+                out,
+                "sluicegate_stage_latency_seconds_count{{graph=\"{g}\",stage=\"{name}\"}} {cumulative}"
+            );
+        }
+        let gauges: [(&str, &str, &str, fn(&MailboxSnapshot) -> f64); 4] = [
+            (
+                "depth",
+                "gauge",
+                "Items waiting in or being processed from the mailbox.",
+                |m| m.depth as f64,
+            ),
+            ("capacity", "gauge", "Mailbox capacity in items.", |m| {
+                m.capacity as f64
+            }),
+            ("peak_depth", "gauge", "Highest mailbox depth seen.", |m| {
+                m.peak_depth as f64
+            }),
+            (
+                "bytes",
+                "gauge",
+                "Bytes waiting in or being processed from the mailbox.",
+                |m| m.bytes as f64,
+            ),
+        ];
+        for (name, ty, help, get) in gauges {
+            let _ = writeln!(out, "# HELP sluicegate_mailbox_{name} {help}");
+            let _ = writeln!(out, "# TYPE sluicegate_mailbox_{name} {ty}");
+            for m in &self.mailboxes {
+                let _ = writeln!(
+                    out,
+                    "sluicegate_mailbox_{name}{{graph=\"{g}\",stage=\"{}\"}} {}",
+                    escape(&m.stage),
+                    get(m)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sluicegate_mailbox_dropped_total Envelopes dropped by the mailbox's overflow policy."
+        );
+        let _ = writeln!(out, "# TYPE sluicegate_mailbox_dropped_total counter");
+        for m in &self.mailboxes {
+            let _ = writeln!(
+                out,
+                "sluicegate_mailbox_dropped_total{{graph=\"{g}\",stage=\"{}\",policy=\"{:?}\"}} {}",
+                escape(&m.stage),
+                m.overflow,
+                m.dropped
+            );
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

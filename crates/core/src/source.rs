@@ -1,0 +1,147 @@
+//! Sources: where envelopes enter a graph.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::Envelope;
+use crate::error::BoxError;
+use crate::metrics::{Clock, StageMetrics};
+use crate::outlet::{Outlet, Refused};
+
+/// Produces envelopes into a graph.
+///
+/// A source creates each envelope with an [`Ack`](crate::Ack) whose
+/// [`AckReceiver`](crate::AckReceiver) it owns, so it hears how every record
+/// ended (a Kafka source commits offsets from that). It runs until its input
+/// ends or [`SourceContext::shutdown_requested`] fires, and then returns:
+/// returning is how it tells the graph that no more input will come.
+///
+/// # Errors
+///
+/// An `Err` from `run` is fatal: the graph shuts down and reports it.
+pub trait Source: Send + 'static {
+    /// The payload of the envelopes it produces.
+    type Out: Send + 'static;
+
+    /// Produces envelopes with `cx.emit` until done or asked to stop.
+    fn run(self, cx: SourceContext<Self::Out>)
+    -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// Why [`SourceContext::emit`] gave an envelope back.
+#[derive(Debug)]
+pub enum EmitError<T> {
+    /// Every downstream stage is gone (the graph is stopping after a fatal error).
+    Closed(Envelope<T>),
+    /// The shutdown deadline passed while waiting for room.
+    Abandoned(Envelope<T>),
+}
+
+impl<T> EmitError<T> {
+    /// The envelope that was not taken; resolve its acknowledgement.
+    pub fn into_inner(self) -> Envelope<T> {
+        match self {
+            EmitError::Closed(e) | EmitError::Abandoned(e) => e,
+        }
+    }
+}
+
+impl<T> std::fmt::Display for EmitError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmitError::Closed(_) => f.write_str("the graph has stopped taking input"),
+            EmitError::Abandoned(_) => {
+                f.write_str("shutdown deadline passed while waiting for room")
+            }
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for EmitError<T> {}
+
+/// A source's handle on the graph: emit envelopes, watch for shutdown.
+pub struct SourceContext<T> {
+    pub(crate) name: Arc<str>,
+    pub(crate) outlet: Outlet<T>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) abandon: CancellationToken,
+    pub(crate) metrics: Arc<StageMetrics>,
+}
+
+impl<T: Send + 'static> SourceContext<T> {
+    /// Hands an envelope to the graph, waiting for room.
+    ///
+    /// # Backpressure
+    ///
+    /// Waits while the first mailbox is full (whatever the source does
+    /// meanwhile, it takes no new work). A source that must keep doing
+    /// something while it waits (a Kafka consumer must keep polling) uses
+    /// [`SourceContext::is_full`] and [`SourceContext::ready`] instead.
+    ///
+    /// # Errors
+    ///
+    /// Gives the envelope back if the graph can no longer take it; the
+    /// source then resolves its acknowledgement (usually as failed).
+    pub async fn emit(&mut self, env: Envelope<T>) -> Result<(), EmitError<T>> {
+        let mut clock = Clock::start();
+        let result = self.outlet.send(env, &self.abandon).await;
+        clock.lap(&self.metrics.blocked_ns);
+        match result {
+            Ok(()) => {
+                self.metrics.items_in.fetch_add(1, Ordering::Relaxed);
+                self.metrics.items_out.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(Refused::Closed(e)) => Err(EmitError::Closed(e)),
+            Err(Refused::Abandoned(e)) => Err(EmitError::Abandoned(e)),
+        }
+    }
+
+    /// Waits until the first mailbox has room for one more envelope.
+    pub async fn ready(&self) {
+        self.outlet.ready().await
+    }
+
+    /// Whether the first mailbox is full right now (time to pause input).
+    pub fn is_full(&self) -> bool {
+        self.outlet.is_full()
+    }
+
+    /// Whether shutdown has begun: stop taking new input and return.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Completes when shutdown begins.
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.cancelled().await
+    }
+
+    /// The graph's shutdown token (cancel it to begin a graceful shutdown).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The source's name in the graph.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds `d` to the source's idle time (time spent waiting for input), for
+    /// sources that wait on something of their own.
+    pub fn record_idle(&self, d: std::time::Duration) {
+        self.metrics
+            .idle_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Adds `d` to the source's busy time (time spent producing input).
+    pub fn record_busy(&self, d: std::time::Duration) {
+        self.metrics
+            .busy_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
