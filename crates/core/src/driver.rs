@@ -272,8 +272,11 @@ pub(crate) async fn run_sequential<S: Stage>(
             let (payload, ack) = env.into_parts();
             let mut before_flush = std::time::Duration::ZERO;
             let step = {
+                // The call itself is inside the caught future: closure stages
+                // do their work when called, not when polled.
+                let origin = ack.origin();
                 let mut fut = std::pin::pin!(
-                    AssertUnwindSafe(stage.process(payload, ack.origin())).catch_unwind()
+                    AssertUnwindSafe(async { stage.process(payload, origin).await }).catch_unwind()
                 );
                 match futures::poll!(fut.as_mut()) {
                     std::task::Poll::Ready(r) => Step::Done(r),
@@ -402,7 +405,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
         let stage = stage.clone();
         let origin = ack.origin_ref();
         let handle = tokio::spawn(async move {
-            AssertUnwindSafe(stage.process(payload, origin.get()))
+            AssertUnwindSafe(async { stage.process(payload, origin.get()).await })
                 .catch_unwind()
                 .await
         });
@@ -638,7 +641,8 @@ pub(crate) async fn run_batched<S: BatchStage>(
         }
         let result = {
             let origins: Vec<&Origin> = acks.iter().map(Ack::origin).collect();
-            let fut = AssertUnwindSafe(stage.process_batch(payloads, &origins)).catch_unwind();
+            let fut = AssertUnwindSafe(async { stage.process_batch(payloads, &origins).await })
+                .catch_unwind();
             tokio::select! {
                 biased;
                 r = fut => Some(r),

@@ -485,23 +485,20 @@ impl GraphBuilder {
     /// The first problem found: a stream left unconnected, a repeated name,
     /// an inconsistent setting.
     pub fn build(self) -> Result<Graph, GraphError> {
-        let state = Rc::try_unwrap(self.state)
-            .map_err(|_| GraphError::InvalidConfig {
-                stage: "graph".into(),
-                message: "a stream of this graph is still unconnected".into(),
-            })?
-            .into_inner();
-        if let Some(err) = state.errors.into_iter().next() {
+        let mut st = self.state.borrow_mut();
+        if let Some(err) = st.errors.drain(..).next() {
             return Err(err);
         }
-        if let Some((_, stage)) = state.open.into_iter().next() {
-            return Err(GraphError::Unconnected { stage });
+        if let Some(stage) = st.open.values().next() {
+            return Err(GraphError::Unconnected {
+                stage: stage.clone(),
+            });
         }
         Ok(Graph {
-            name: state.name,
-            metrics: state.metrics,
-            nodes: state.nodes,
-            dlq: state.dlq,
+            name: st.name.clone(),
+            metrics: st.metrics.clone(),
+            nodes: std::mem::take(&mut st.nodes),
+            dlq: st.dlq.take(),
         })
     }
 }
@@ -512,7 +509,7 @@ fn check_concurrency(st: &mut BuilderState, name: &str, concurrency: usize, capa
             stage: name.into(),
             message: "concurrency must be at least 1".into(),
         });
-    } else if capacity < concurrency {
+    } else if capacity > 0 && capacity < concurrency {
         st.errors.push(GraphError::InvalidConfig {
             stage: name.into(),
             message: format!(

@@ -1,0 +1,195 @@
+//! Batching: flush on count, on deadline (a quiet stream still flushes), on
+//! bytes; one bad row fails alone.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{PhasedSource, quiesce};
+use sluicegate_core::testing::{AckLog, CollectSink, VecSource, within};
+use sluicegate_core::{
+    BatchConfig, BatchSpec, BatchStage, Graph, Origin, Outcome, Outputs, StageSpec,
+};
+use tokio::sync::oneshot;
+
+const LIMIT: Duration = Duration::from_secs(3600);
+
+/// Records batch sizes (and the virtual time each arrived); fails rows equal to 13.
+#[derive(Clone, Default)]
+struct Recorder {
+    batches: Arc<Mutex<Vec<(usize, Duration)>>>,
+    epoch: Arc<Mutex<Option<tokio::time::Instant>>>,
+}
+
+impl Recorder {
+    fn sizes(&self) -> Vec<usize> {
+        self.batches
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|b| b.0)
+            .collect()
+    }
+}
+
+impl BatchStage for Recorder {
+    type In = u64;
+    type Out = u64;
+    type Error = String;
+
+    async fn process_batch(
+        &self,
+        batch: Vec<u64>,
+        origins: &[&Origin],
+    ) -> Result<Vec<Result<Outputs<u64>, String>>, String> {
+        assert_eq!(batch.len(), origins.len());
+        let epoch = *self
+            .epoch
+            .lock()
+            .expect("lock")
+            .get_or_insert_with(tokio::time::Instant::now);
+        self.batches
+            .lock()
+            .expect("lock")
+            .push((batch.len(), epoch.elapsed()));
+        Ok(batch
+            .into_iter()
+            .map(|x| {
+                if x == 13 {
+                    Err("row 13 violates a constraint".to_string())
+                } else {
+                    Ok(Outputs::one(x))
+                }
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn flushes_on_count() {
+    let acks = AckLog::new();
+    let rec = Recorder::default();
+    let sink = CollectSink::new();
+    let mut g = Graph::builder("count");
+    g.source("src", VecSource::new((0..10u64).collect(), acks.clone()))
+        .via_batch(BatchSpec::new(
+            "batch",
+            rec.clone(),
+            BatchConfig::new(4, Duration::from_secs(3600)),
+        ))
+        .to(StageSpec::new("sink", sink.clone()));
+    let report = within(
+        LIMIT,
+        "the graph",
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait(),
+    )
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        rec.sizes(),
+        vec![4, 4, 2],
+        "full batches, then the rest when the input ends"
+    );
+    assert_eq!(sink.items(), (0..10).collect::<Vec<u64>>());
+    acks.assert_each_once(10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn quiet_stream_flushes_on_deadline() {
+    let acks = AckLog::new();
+    let rec = Recorder::default();
+    let sink = CollectSink::new();
+    let (go_tx, go) = oneshot::channel();
+    let source = PhasedSource {
+        first: vec![1, 2, 3],
+        then: vec![4, 5],
+        go,
+        acks: acks.clone(),
+        hold: true,
+    };
+    let mut g = Graph::builder("deadline");
+    g.source("src", source)
+        .via_batch(BatchSpec::new(
+            "batch",
+            rec.clone(),
+            BatchConfig::new(100, Duration::from_millis(50)),
+        ))
+        .to(StageSpec::new("sink", sink.clone()));
+    let running = g.build().expect("valid").start().await.expect("starts");
+    let start = tokio::time::Instant::now();
+    within(LIMIT, "the first batch", sink.wait_for(3)).await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(50),
+        "flushed exactly at the deadline"
+    );
+    assert_eq!(rec.sizes(), vec![3]);
+    go_tx.send(()).expect("source waiting");
+    within(LIMIT, "the second batch", sink.wait_for(5)).await;
+    assert_eq!(rec.sizes(), vec![3, 2]);
+    quiesce().await;
+    let report = within(LIMIT, "shutdown", running.shutdown(Duration::from_secs(10))).await;
+    assert!(report.is_clean(), "{report:?}");
+    acks.assert_each_once(5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flushes_on_bytes_and_fails_only_the_bad_row() {
+    let acks = AckLog::new();
+    let rec = Recorder::default();
+    let sink = CollectSink::new();
+    let mut g = Graph::builder("bytes");
+    g.source("src", VecSource::new((10..20u64).collect(), acks.clone()))
+        .via_batch(BatchSpec::new(
+            "batch",
+            rec.clone(),
+            BatchConfig::new(100, Duration::from_secs(3600)).max_bytes(24, |_| 8),
+        ))
+        .to(StageSpec::new("sink", sink.clone()));
+    let report = within(
+        LIMIT,
+        "the graph",
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait(),
+    )
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        rec.sizes(),
+        vec![3, 3, 3, 1],
+        "24 bytes of 8-byte items per batch"
+    );
+    acks.assert_each_once(10);
+    assert_eq!(acks.delivered(), 9);
+    match acks.outcome(3) {
+        Some(Outcome::Failed(e)) => assert_eq!(e.message(), "row 13 violates a constraint"),
+        other => panic!("row 13 resolved as {other:?}"),
+    }
+}
+
+#[test]
+fn capacity_must_hold_a_batch() {
+    let mut g = Graph::builder("bad");
+    g.source("src", VecSource::new(vec![1u64], AckLog::new()))
+        .via_batch(
+            BatchSpec::new(
+                "batch",
+                Recorder::default(),
+                BatchConfig::new(10, Duration::from_millis(1)),
+            )
+            .capacity(5),
+        )
+        .to(StageSpec::new("sink", CollectSink::new()));
+    let err = g.build().err().expect("must fail");
+    assert!(err.to_string().contains("below the batch size 10"), "{err}");
+}
