@@ -50,3 +50,8 @@ pub use stage::{
     try_map,
 };
 pub use tokio_util::sync::CancellationToken;
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
