@@ -366,6 +366,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
     );
 
     struct InFlight {
+        started: std::time::Instant,
         ack: Ack,
         slot: Slot,
         key: Option<u64>,
@@ -412,6 +413,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
         in_flight.insert(
             seq,
             InFlight {
+                started: std::time::Instant::now(),
                 ack,
                 slot,
                 key,
@@ -493,7 +495,8 @@ pub(crate) async fn run_concurrent<S: Stage>(
                     Err(e) if e.is_panic() => Err(e.into_panic()),
                     Err(_) => Err(Box::new("task cancelled") as Box<dyn std::any::Any + Send>),
                 };
-                // Latency here is time from spawn to completion seen.
+                // Latency here is from spawn to the completion being seen.
+                m.latency.record(flight.started.elapsed());
                 let processed = classify(stage.as_ref(), result);
                 settle.settle(processed, flight.ack, flight.slot).await;
                 if let Some(k) = flight.key {

@@ -221,25 +221,26 @@ impl<T> Shared<T> {
         self.weigher.as_ref().map_or(0, |w| w(env.payload()))
     }
 
-    /// Pushes under the lock following the overflow policy. Envelopes to
-    /// drop are put in `dropped` to be resolved after unlocking.
+    /// Pushes under the lock following the overflow policy: `Ok(true)` if
+    /// queued, `Ok(false)` if the policy dropped it, `Err` if it must wait.
+    /// Envelopes to drop are put in `dropped` to be resolved after unlocking.
     fn push_locked(
         &self,
         st: &mut State<T>,
         env: Envelope<T>,
         weight: usize,
         dropped: &mut Vec<Envelope<T>>,
-    ) -> Result<(), Envelope<T>> {
+    ) -> Result<bool, Envelope<T>> {
         if self.fits(st, weight) {
             st.bytes += weight;
             st.queue.push_back((env, Slot { bytes: weight }));
-            return Ok(());
+            return Ok(true);
         }
         match self.stats.overflow {
             Overflow::Block => Err(env),
             Overflow::DropNewest => {
                 dropped.push(env);
-                Ok(())
+                Ok(false)
             }
             Overflow::DropOldest => {
                 while !self.fits(st, weight) {
@@ -250,13 +251,13 @@ impl<T> Shared<T> {
                         }
                         None => {
                             dropped.push(env);
-                            return Ok(());
+                            return Ok(false);
                         }
                     }
                 }
                 st.bytes += weight;
                 st.queue.push_back((env, Slot { bytes: weight }));
-                Ok(())
+                Ok(true)
             }
         }
     }
@@ -376,9 +377,10 @@ impl<T> Sender<T> {
     /// # Backpressure
     ///
     /// This is where backpressure bites: the caller waits until the stage
-    /// finishes an item. Cancel-safe: if the future is dropped while waiting,
-    /// the envelope is dropped with it (resolve its acknowledgement first if
-    /// you need it back; [`Sender::try_send`] never loses it).
+    /// finishes an item. Not cancel-safe: dropping the future while it waits
+    /// drops the envelope, whose acknowledgement then counts as leaked. To
+    /// stop waiting without losing the envelope, use [`Sender::try_send`]
+    /// with [`Sender::ready`].
     pub async fn send(&self, env: Envelope<T>) -> Result<(), SendError<T>> {
         let mut env = env;
         loop {
@@ -424,9 +426,11 @@ impl<T> Sender<T> {
             r
         };
         match result {
-            Ok(()) => {
-                self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                self.shared.not_empty.notify_one();
+            Ok(queued) => {
+                if queued {
+                    self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    self.shared.not_empty.notify_one();
+                }
                 self.shared.resolve_dropped(dropped);
                 Ok(())
             }
@@ -452,8 +456,8 @@ impl<T> Sender<T> {
             while let Some((env, slot)) = items.pop_front() {
                 let weight = self.shared.weigh(&env);
                 match self.shared.push_locked(&mut st, env, weight, &mut dropped) {
-                    Ok(()) => {
-                        moved += 1;
+                    Ok(queued) => {
+                        moved += u64::from(queued);
                         if let Some(slot) = slot {
                             release.add(slot);
                         }

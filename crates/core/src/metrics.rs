@@ -344,7 +344,7 @@ pub struct MailboxSnapshot {
     pub bytes: usize,
     /// The overflow policy.
     pub overflow: crate::mailbox::Overflow,
-    /// Envelopes accepted.
+    /// Envelopes queued (not counting those the policy dropped on arrival).
     pub accepted: u64,
     /// Envelopes dropped by the overflow policy.
     pub dropped: u64,

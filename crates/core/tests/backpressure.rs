@@ -106,7 +106,7 @@ async fn concurrent_stage_in_flight_counts_against_capacity() {
     assert_eq!(sink.collected().len(), 100);
 }
 
-async fn drop_policy_run(policy: Overflow) -> (AckLog, Vec<u64>, u64) {
+async fn drop_policy_run(policy: Overflow) -> (AckLog, Vec<u64>, u64, u64) {
     let acks = AckLog::new();
     let gate = Gate::new();
     let sink = GatedSink::new(gate.clone());
@@ -133,13 +133,20 @@ async fn drop_policy_run(policy: Overflow) -> (AckLog, Vec<u64>, u64) {
     gate.open_all();
     let report = within(LIMIT, "the graph to finish", running.wait()).await;
     assert!(report.is_clean(), "{report:?}");
-    let dropped = metrics.snapshot().mailbox("sink").expect("mailbox").dropped;
-    (acks, sink.collected().items(), dropped)
+    let snap = metrics.snapshot();
+    let mailbox = snap.mailbox("sink").expect("mailbox");
+    (
+        acks,
+        sink.collected().items(),
+        mailbox.dropped,
+        mailbox.accepted,
+    )
 }
 
 #[tokio::test(start_paused = true)]
 async fn drop_newest_drops_exactly_the_overflow() {
-    let (acks, kept, dropped) = drop_policy_run(Overflow::DropNewest).await;
+    let (acks, kept, dropped, accepted) = drop_policy_run(Overflow::DropNewest).await;
+    assert_eq!(accepted, 10, "only the kept ones were queued");
     assert_eq!(
         kept,
         (0..10).collect::<Vec<u64>>(),
@@ -164,7 +171,11 @@ async fn drop_newest_drops_exactly_the_overflow() {
 
 #[tokio::test(start_paused = true)]
 async fn drop_oldest_keeps_the_newest() {
-    let (acks, kept, dropped) = drop_policy_run(Overflow::DropOldest).await;
+    let (acks, kept, dropped, accepted) = drop_policy_run(Overflow::DropOldest).await;
+    assert_eq!(
+        accepted, 100,
+        "every arrival was queued; 90 were evicted later"
+    );
     // Item 0 was in progress (never dropped); the 9 free slots end with the newest.
     let mut expected = vec![0];
     expected.extend(91..100);
