@@ -854,7 +854,8 @@ fn push_batch_node<S: BatchStage>(
     });
 }
 
-/// A started graph.
+/// A started graph. End it with [`RunningGraph::wait`] or
+/// [`RunningGraph::shutdown`]; dropping it abandons everything inside.
 pub struct RunningGraph {
     name: String,
     metrics: Arc<Metrics>,
@@ -964,6 +965,20 @@ impl RunningGraph {
             abandoned,
             errors,
             snapshot,
+        }
+    }
+}
+
+impl Drop for RunningGraph {
+    /// Dropping a running graph without [`wait`](RunningGraph::wait) or
+    /// [`shutdown`](RunningGraph::shutdown) abandons it: every node stops at
+    /// its next await point and resolves what it holds as failed
+    /// (abandoned), in the background.
+    fn drop(&mut self) {
+        if !self.tasks.is_empty() {
+            self.shutdown.cancel();
+            self.abandon.cancel();
+            self.tasks.detach_all();
         }
     }
 }

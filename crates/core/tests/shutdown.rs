@@ -123,3 +123,37 @@ async fn dead_letters_drain_before_the_graph_finishes() {
             .all(|d| d.error.stage() == "odd-fails" && d.error.message() == "odd")
     );
 }
+
+/// Dropping a running graph (no wait, no shutdown) abandons what is inside:
+/// every accepted envelope resolves as failed, none leaks, none is delivered.
+#[tokio::test(start_paused = true)]
+async fn dropping_a_running_graph_abandons_without_leaks() {
+    let acks = AckLog::new();
+    let gate = Gate::new();
+    let sink = GatedSink::new(gate.clone());
+    let source = VecSource::new((0..1_000u64).collect(), acks.clone());
+    let emitted = source.emitted();
+    let mut g = Graph::builder("dropped");
+    g.source("src", source)
+        .via(StageSpec::new("a", sluicegate_core::map(|x: u64| x)).capacity(4))
+        .to(StageSpec::new("sink", sink.clone()).capacity(2));
+    let running = g.build().expect("valid").start().await.expect("starts");
+    within(LIMIT, "the sink to hold", gate.wait_for_waiting(1)).await;
+    quiesce().await;
+    let leaked_before = sluicegate_core::ack::leaked_total();
+    drop(running);
+    within(
+        LIMIT,
+        "every accepted item to resolve",
+        acks.wait_for(emitted.load(Ordering::SeqCst) as usize + 1),
+    )
+    .await;
+    assert_eq!(
+        acks.resolved(),
+        7,
+        "6 in the graph and 1 in the source's hand"
+    );
+    assert_eq!(acks.delivered(), 0);
+    assert_eq!(acks.failed(), 7);
+    assert_eq!(sluicegate_core::ack::leaked_total(), leaked_before);
+}
