@@ -13,10 +13,9 @@
 //! closed by the 50 ms deadline (its first item waited ~50 ms). The batch
 //! mailbox holds two batches (200), so a burst never waits for room.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use anyhow::Context;
 use sluicegate_core::stage::ItemResult;
 use sluicegate_core::testing::AckLog;
 use sluicegate_core::{BatchConfig, BatchSpec, BatchStage, BoxError, Envelope, Graph};
@@ -25,6 +24,7 @@ use sluicegate_examples::{check_nothing_lost, init_tracing};
 use tokio::time::Instant;
 
 const BURSTS: [usize; 4] = [200, 200, 37, 200];
+const MAX_BATCH: usize = 100;
 
 /// A record and the moment it was produced.
 struct Item {
@@ -66,7 +66,6 @@ impl Source for Bursty {
 /// oldest item had waited for the batch to close.
 struct Processor {
     start: Instant,
-    batches: Arc<AtomicUsize>,
 }
 
 impl BatchStage for Processor {
@@ -82,7 +81,7 @@ impl BatchStage for Processor {
         let waited = batch
             .first()
             .map_or(Duration::ZERO, |i| i.produced.elapsed());
-        let why = if batch.len() == 100 {
+        let why = if batch.len() == MAX_BATCH {
             "full"
         } else {
             "deadline"
@@ -94,7 +93,6 @@ impl BatchStage for Processor {
             waited.as_millis(),
             batch.last().map_or("-", |i| i.label.as_str()),
         );
-        self.batches.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(10)).await;
         Ok(batch.iter().map(|_| Ok(Outputs::one(()))).collect())
     }
@@ -105,28 +103,23 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let acks = AckLog::new();
     let start = Instant::now();
-    let batches = Arc::new(AtomicUsize::new(0));
-    let processor = Processor {
-        start,
-        batches: batches.clone(),
-    };
-    let config = BatchConfig::new(100, Duration::from_millis(50));
+    let config = BatchConfig::new(MAX_BATCH, Duration::from_millis(50));
+    let spec = BatchSpec::new("batch", Processor { start }, config);
 
     let mut g = Graph::builder("adaptive-batching");
-    g.source(
-        "bursty",
-        Bursty {
-            acks: acks.clone(),
-            start,
-        },
-    )
-    .to_batch(BatchSpec::new("batch", processor, config));
+    let bursty = Bursty {
+        acks: acks.clone(),
+        start,
+    };
+    g.source("bursty", bursty).to_batch(spec);
     let report = g.build()?.start().await?.wait().await;
 
     let sent: usize = BURSTS.iter().sum();
+    // A batch stage's latency histogram has one observation per batch.
+    let stage = report.snapshot.stage("batch").context("no batch stage")?;
     println!(
         "{sent} items in {} batches over {:.2}s; delivered {}",
-        batches.load(Ordering::Relaxed),
+        stage.latency.count(),
         report.elapsed.as_secs_f64(),
         acks.delivered()
     );

@@ -1,9 +1,10 @@
 //! Shared helpers for the examples: logging setup, memory readings from
-//! `/proc/self/status`, and the end-of-run check that nothing was lost.
+//! `/proc/self/status`, offset ranges for
+//! printing, and the end-of-run checks that nothing was lost.
 
 use anyhow::{Result, bail};
 use sluicegate_core::Report;
-use sluicegate_core::testing::AckLog;
+use sluicegate_core::testing::{AckCounter, AckLog};
 
 /// Sends sluicegate's own warnings (a deadline hit, an abandoned item) to
 /// stderr. `RUST_LOG=debug` shows more.
@@ -44,6 +45,39 @@ pub fn mib(kib: Option<u64>) -> String {
     )
 }
 
+/// Fails unless the graph drained cleanly and all `sent` records were
+/// delivered (and none resolved twice or leaked), from a constant-memory
+/// [`AckCounter`].
+///
+/// # Errors
+///
+/// Says what was lost.
+pub fn check_all_delivered(acks: &AckCounter, report: &Report, sent: u64) -> Result<()> {
+    check_clean(report)?;
+    let (delivered, dropped) = (acks.delivered(), acks.dropped());
+    let (dead, failed) = (acks.dead_lettered(), acks.failed());
+    let leaked = sluicegate_core::ack::leaked_total();
+    if delivered != sent || dropped + dead + failed + leaked > 0 {
+        bail!(
+            "{sent} sent: {delivered} delivered, {dropped} dropped, {dead} dead-lettered, {failed} failed, {leaked} leaked"
+        );
+    }
+    Ok(())
+}
+
+fn check_clean(report: &Report) -> Result<()> {
+    if !report.is_clean() {
+        bail!(
+            "graph `{}` did not stop cleanly: drained={}, abandoned={}, errors={:?}",
+            report.graph,
+            report.drained,
+            report.abandoned,
+            report.errors
+        );
+    }
+    Ok(())
+}
+
 /// Fails unless the graph drained cleanly and every one of the `sent`
 /// records resolved exactly once, as delivered or (when `drops_allowed`)
 /// deliberately dropped: no failure, no dead letter, no duplicate, no gap.
@@ -57,15 +91,7 @@ pub fn check_nothing_lost(
     sent: usize,
     drops_allowed: bool,
 ) -> Result<()> {
-    if !report.is_clean() {
-        bail!(
-            "graph `{}` did not stop cleanly: drained={}, abandoned={}, errors={:?}",
-            report.graph,
-            report.drained,
-            report.abandoned,
-            report.errors
-        );
-    }
+    check_clean(report)?;
     let outcomes = acks.outcomes();
     let twice: Vec<i64> = outcomes
         .iter()

@@ -249,7 +249,7 @@ impl Ack {
     /// Panics if `n` is zero: resolve the handle instead.
     pub fn split(mut self, n: usize) -> Vec<Ack> {
         assert!(n > 0, "Ack::split(0): resolve the acknowledgement instead");
-        let node = self.node.take().unwrap_or_else(|| unreachable_node());
+        let node = self.node.take().unwrap_or_else(unreachable_node);
         let failure = self.failure.take();
         if n > 1 {
             node.split.store(true, Ordering::Relaxed);

@@ -270,7 +270,7 @@ pub(crate) async fn run_sequential<S: Stage>(
         let mut items = batch.drain(..);
         while let Some((env, slot)) = items.next() {
             let (payload, ack) = env.into_parts();
-            let mut before_flush = std::time::Duration::ZERO;
+            let item_started = clock.phase_start();
             let step = {
                 // The call itself is inside the caught future: closure stages
                 // do their work when called, not when polled.
@@ -283,7 +283,7 @@ pub(crate) async fn run_sequential<S: Stage>(
                     std::task::Poll::Pending => {
                         // The item will wait: first hand on what is finished,
                         // so earlier items are not held back by this one.
-                        before_flush = clock.lap(&m.busy_ns);
+                        clock.lap(&m.busy_ns);
                         let alive = {
                             let rx_ref = &rx;
                             let mut rel = |r: Release| rx_ref.release(r);
@@ -317,7 +317,9 @@ pub(crate) async fn run_sequential<S: Stage>(
                 abandon_mailbox(&mut rx, &cx);
                 break 'outer;
             };
-            m.latency.record(clock.lap(&m.busy_ns) + before_flush);
+            // Busy time excludes the flush; latency is the item's wall time.
+            clock.lap(&m.busy_ns);
+            m.latency.record(item_started.elapsed());
             let processed = classify(stage.as_ref(), result);
             settle.settle(processed, ack, slot).await;
         }

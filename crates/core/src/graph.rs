@@ -302,8 +302,11 @@ pub struct Stream<T> {
     state: Rc<RefCell<BuilderState>>,
     port: u64,
     from: Vec<String>,
-    connect: Box<dyn FnOnce(&mut BuilderState, Outlet<T>)>,
+    connect: Connect<T>,
 }
+
+/// Connects a stream's producer to its consumer once the consumer exists.
+type Connect<T> = Box<dyn FnOnce(&mut BuilderState, Outlet<T>)>;
 
 /// A built graph, ready to start.
 pub struct Graph {
@@ -352,6 +355,7 @@ impl Graph {
                 })?;
             }
         }
+        self.metrics.mark_started();
         let shutdown = CancellationToken::new();
         let abandon = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -431,6 +435,7 @@ impl GraphBuilder {
                                 shutdown: env.shutdown.clone(),
                                 abandon: env.abandon,
                                 metrics,
+                                clock: crate::metrics::Clock::start(),
                             };
                             let result = source.run(cx).await;
                             result.map_err(|source| {

@@ -147,6 +147,11 @@ impl Clock {
         }
     }
 
+    /// When the current phase began.
+    pub(crate) fn phase_start(&self) -> Instant {
+        self.last
+    }
+
     /// Ends the current phase, adding its time to `counter`; returns its length.
     pub(crate) fn lap(&mut self, counter: &AtomicU64) -> Duration {
         let now = Instant::now();
@@ -161,7 +166,7 @@ impl Clock {
 #[derive(Debug)]
 pub struct Metrics {
     graph: String,
-    started: Instant,
+    started: Mutex<Instant>,
     stages: Mutex<Vec<Arc<StageMetrics>>>,
     mailboxes: Mutex<Vec<(Arc<MailboxStats>, Vec<String>)>>,
 }
@@ -170,10 +175,15 @@ impl Metrics {
     pub(crate) fn new(graph: &str) -> Self {
         Metrics {
             graph: graph.to_string(),
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
             stages: Mutex::new(Vec::new()),
             mailboxes: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Restarts the uptime clock (when the graph starts).
+    pub(crate) fn mark_started(&self) {
+        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
     pub(crate) fn register_stage(&self, m: Arc<StageMetrics>) {
@@ -234,7 +244,12 @@ impl Metrics {
             .collect();
         Snapshot {
             graph: self.graph.clone(),
-            uptime_ns: self.started.elapsed().as_nanos() as u64,
+            uptime_ns: self
+                .started
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed()
+                .as_nanos() as u64,
             stages,
             mailboxes,
         }
@@ -362,7 +377,7 @@ impl MailboxSnapshot {
 pub struct Snapshot {
     /// The graph's name.
     pub graph: String,
-    /// Nanoseconds since the graph was built.
+    /// Nanoseconds since the graph started (or was built, before it starts).
     pub uptime_ns: u64,
     /// Per node.
     pub stages: Vec<StageSnapshot>,
@@ -421,7 +436,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
         let g = escape(&self.graph);
-        let stage_counters: [(&str, &str, fn(&StageSnapshot) -> u64); 6] = [
+        let stage_counters: [StageCounter; 6] = [
             ("items_in", "Envelopes taken in by the node.", |s| {
                 s.items_in
             }),
@@ -508,7 +523,7 @@ impl Snapshot {
                 "sluicegate_stage_latency_seconds_count{{graph=\"{g}\",stage=\"{name}\"}} {cumulative}"
             );
         }
-        let gauges: [(&str, &str, &str, fn(&MailboxSnapshot) -> f64); 4] = [
+        let gauges: [MailboxGauge; 4] = [
             (
                 "depth",
                 "gauge",
@@ -557,6 +572,16 @@ impl Snapshot {
         out
     }
 }
+
+/// A stage counter to render: name, help, accessor.
+type StageCounter = (&'static str, &'static str, fn(&StageSnapshot) -> u64);
+/// A mailbox gauge to render: name, type, help, accessor.
+type MailboxGauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&MailboxSnapshot) -> f64,
+);
 
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")

@@ -70,6 +70,14 @@ pub struct SourceContext<T> {
     pub(crate) shutdown: CancellationToken,
     pub(crate) abandon: CancellationToken,
     pub(crate) metrics: Arc<StageMetrics>,
+    /// Time not spent blocked (in `emit`) or idle (in `idle`) is busy.
+    pub(crate) clock: Clock,
+}
+
+impl<T> Drop for SourceContext<T> {
+    fn drop(&mut self) {
+        self.clock.lap(&self.metrics.busy_ns);
+    }
 }
 
 impl<T: Send + 'static> SourceContext<T> {
@@ -99,9 +107,9 @@ impl<T: Send + 'static> SourceContext<T> {
             },
             _ => env,
         };
-        let mut clock = Clock::start();
+        self.clock.lap(&self.metrics.busy_ns);
         let result = self.outlet.send(env, &self.abandon).await;
-        clock.lap(&self.metrics.blocked_ns);
+        self.clock.lap(&self.metrics.blocked_ns);
         match result {
             Ok(()) => {
                 self.count_one();
@@ -147,18 +155,13 @@ impl<T: Send + 'static> SourceContext<T> {
         &self.name
     }
 
-    /// Adds `d` to the source's idle time (time spent waiting for input), for
-    /// sources that wait on something of their own.
-    pub fn record_idle(&self, d: std::time::Duration) {
-        self.metrics
-            .idle_ns
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// Adds `d` to the source's busy time (time spent producing input).
-    pub fn record_busy(&self, d: std::time::Duration) {
-        self.metrics
-            .busy_ns
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    /// Awaits `fut` (waiting for input: a poll, a timer), counting its time
+    /// as idle. A source's time is split three ways like a stage's: blocked in
+    /// [`emit`](SourceContext::emit), idle in this, busy otherwise.
+    pub async fn idle<F: Future>(&mut self, fut: F) -> F::Output {
+        self.clock.lap(&self.metrics.busy_ns);
+        let out = fut.await;
+        self.clock.lap(&self.metrics.idle_ns);
+        out
     }
 }

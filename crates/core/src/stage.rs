@@ -161,6 +161,10 @@ pub trait Stage: Send + Sync + 'static {
 /// The result for one item of a batch.
 pub type ItemResult<Out, E> = Result<Outputs<Out>, E>;
 
+/// The result of a whole batch: one [`ItemResult`] per input, or an error
+/// that fails them all.
+pub type BatchResult<Out, E> = Result<Vec<ItemResult<Out, E>>, E>;
+
 /// A step that processes inputs in batches gathered by the runtime (by count,
 /// bytes and deadline; see [`BatchConfig`](crate::BatchConfig)).
 ///
@@ -185,7 +189,7 @@ pub trait BatchStage: Send + Sync + 'static {
         &self,
         batch: Vec<Self::In>,
         origins: &[&Origin],
-    ) -> impl Future<Output = Result<Vec<ItemResult<Self::Out, Self::Error>>, Self::Error>> + Send;
+    ) -> impl Future<Output = BatchResult<Self::Out, Self::Error>> + Send;
 
     /// Runs once after the stage's input is drained.
     fn stop(&self) -> impl Future<Output = Result<(), Self::Error>> + Send {
