@@ -13,16 +13,18 @@
 //!   bounded `mpsc` channels, no acknowledgements, no metrics.
 //!
 //! Run with `cargo bench -p sluicegate-core --bench chain`. Criterion prints
-//! its usual report per benchmark; at the end a table gives the median
-//! messages per second of each and the sluicegate/hand ratio.
+//! its usual report per benchmark. Then a paired pass prints the table:
+//! sluicegate and hand runs alternate round by round, so a slow spell of the
+//! (shared, noisy) machine hits both alike, and the ratio is the median of
+//! the per-round ratios.
 //!
-//! `SLUICEGATE_BENCH_N` changes the messages per iteration (default 1,000,000).
+//! `SLUICEGATE_BENCH_N` changes the messages per run (default 1,000,000),
+//! `SLUICEGATE_BENCH_ROUNDS` the rounds of the paired pass (default 10).
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -39,13 +41,15 @@ const DEFAULT_N: u64 = 1_000_000;
 const CAPACITIES: [usize; 2] = [1024, 5];
 /// Samples per benchmark (criterion's minimum).
 const SAMPLES: usize = 10;
+/// Rounds of the paired table unless `SLUICEGATE_BENCH_ROUNDS` says otherwise.
+const DEFAULT_ROUNDS: usize = 10;
 
-fn messages() -> u64 {
-    std::env::var("SLUICEGATE_BENCH_N")
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_N)
+        .unwrap_or(default)
 }
 
 fn runtime() -> Runtime {
@@ -59,8 +63,13 @@ fn runtime() -> Runtime {
 // ---------------------------------------------------------------- sluicegate
 
 /// Counts delivered acknowledgements (and everything else, separately).
+///
+/// The counters sit on their own cache line: the `Arc` around the receiver
+/// has its reference count bumped by the source for every envelope, and
+/// the bench should not measure false sharing between the two.
 #[derive(Default)]
 struct CountAcks {
+    _pad: [u64; 16],
     delivered: AtomicU64,
     other: AtomicU64,
 }
@@ -199,13 +208,29 @@ async fn hand_chain(n: u64, capacity: usize) {
 
 // ------------------------------------------------------------------ harness
 
-/// Every timed call of each benchmark: (iterations, elapsed). Criterion calls
-/// the routine for its warm-up first, then once per sample, so the last
-/// [`SAMPLES`] calls are the measured samples.
-type Timings = Arc<Mutex<BTreeMap<(usize, &'static str), Vec<(u64, Duration)>>>>;
+async fn run_one(which: Which, n: u64, capacity: usize) {
+    match which {
+        Which::Sluicegate => sluicegate_chain(n, capacity).await,
+        Which::Hand => hand_chain(n, capacity).await,
+    }
+}
 
-fn bench_chain(c: &mut Criterion, n: u64, timings: &Timings) {
-    let rt = runtime();
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Sluicegate,
+    Hand,
+}
+
+impl Which {
+    fn id(self) -> &'static str {
+        match self {
+            Which::Sluicegate => "sluicegate",
+            Which::Hand => "hand",
+        }
+    }
+}
+
+fn bench_chain(c: &mut Criterion, rt: &Runtime, n: u64) {
     let mut group = c.benchmark_group("chain");
     group
         .throughput(Throughput::Elements(n))
@@ -214,30 +239,19 @@ fn bench_chain(c: &mut Criterion, n: u64, timings: &Timings) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
     for capacity in CAPACITIES {
-        for which in ["sluicegate", "hand"] {
+        for which in [Which::Sluicegate, Which::Hand] {
             group.bench_with_input(
-                BenchmarkId::new(which, format!("cap{capacity}")),
+                BenchmarkId::new(which.id(), format!("cap{capacity}")),
                 &capacity,
                 |b, &capacity| {
                     b.iter_custom(|iters| {
-                        let elapsed = rt.block_on(async {
+                        rt.block_on(async {
                             let start = Instant::now();
                             for _ in 0..iters {
-                                if which == "sluicegate" {
-                                    sluicegate_chain(n, capacity).await;
-                                } else {
-                                    hand_chain(n, capacity).await;
-                                }
+                                run_one(which, n, capacity).await;
                             }
                             start.elapsed()
-                        });
-                        timings
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry((capacity, which))
-                            .or_default()
-                            .push((iters, elapsed));
-                        elapsed
+                        })
                     });
                 },
             );
@@ -246,67 +260,93 @@ fn bench_chain(c: &mut Criterion, n: u64, timings: &Timings) {
     group.finish();
 }
 
-/// Median, min and max messages per second over the measured samples.
-fn rates(n: u64, calls: &[(u64, Duration)]) -> Option<(f64, f64, f64)> {
-    let samples = &calls[calls.len().saturating_sub(SAMPLES)..];
-    let mut r: Vec<f64> = samples
-        .iter()
-        .filter(|(_, d)| !d.is_zero())
-        .map(|(iters, d)| (n * iters) as f64 / d.as_secs_f64())
-        .collect();
-    if r.is_empty() {
-        return None;
-    }
-    r.sort_by(f64::total_cmp);
-    let mid = r.len() / 2;
-    let median = if r.len() % 2 == 0 {
-        (r[mid - 1] + r[mid]) / 2.0
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
     } else {
-        r[mid]
-    };
-    Some((median, r[0], r[r.len() - 1]))
+        v[mid]
+    }
 }
 
-fn print_table(n: u64, timings: &Timings) {
-    let t = timings.lock().unwrap_or_else(|e| e.into_inner());
-    if t.is_empty() {
+/// The table: sluicegate and hand runs alternate (the first of each pair
+/// alternates too), so a slow spell of the machine hits both alike; the
+/// ratio is the median of the per-round ratios.
+fn paired_table(rt: &Runtime, n: u64, rounds: usize, capacities: &[usize]) {
+    if capacities.is_empty() {
         return;
     }
+    let rate = |which: Which, capacity: usize| {
+        rt.block_on(async {
+            let start = Instant::now();
+            run_one(which, n, capacity).await;
+            n as f64 / start.elapsed().as_secs_f64()
+        })
+    };
     let m = |v: f64| format!("{:.2}M", v / 1e6);
     println!();
     println!(
-        "chain: {n} messages per iteration, 2 worker threads; msg/s = median of the last {SAMPLES} samples [min..max]"
+        "chain, paired: {rounds} rounds of {n} messages each way, 2 worker threads; median msg/s [min..max]"
     );
     println!(
-        "{:>8} | {:>26} | {:>26} | {:>16}",
+        "{:>8} | {:>24} | {:>24} | {:>22}",
         "capacity", "sluicegate msg/s", "hand mpsc msg/s", "sluicegate/hand"
     );
-    for capacity in CAPACITIES {
-        let sg = t.get(&(capacity, "sluicegate")).and_then(|c| rates(n, c));
-        let hand = t.get(&(capacity, "hand")).and_then(|c| rates(n, c));
-        let cell = |r: Option<(f64, f64, f64)>| match r {
-            Some((med, lo, hi)) => format!("{} [{}..{}]", m(med), m(lo), m(hi)),
-            None => "-".into(),
+    for &capacity in capacities {
+        let (mut sg, mut hand, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let (a, b) = if round % 2 == 0 {
+                let a = rate(Which::Sluicegate, capacity);
+                (a, rate(Which::Hand, capacity))
+            } else {
+                let b = rate(Which::Hand, capacity);
+                (rate(Which::Sluicegate, capacity), b)
+            };
+            sg.push(a);
+            hand.push(b);
+            ratio.push(a / b);
+        }
+        let cell = |v: &mut Vec<f64>| {
+            let med = median(v);
+            format!("{} [{}..{}]", m(med), m(v[0]), m(v[v.len() - 1]))
         };
-        let ratio = match (sg, hand) {
-            (Some((a, ..)), Some((b, ..))) => format!("{:.2}x", a / b),
-            _ => "-".into(),
-        };
+        let r = median(&mut ratio);
         println!(
-            "{capacity:>8} | {:>26} | {:>26} | {ratio:>16}",
-            cell(sg),
-            cell(hand)
+            "{capacity:>8} | {:>24} | {:>24} | {:>22}",
+            cell(&mut sg),
+            cell(&mut hand),
+            format!("{r:.2}x [{:.2}..{:.2}]", ratio[0], ratio[ratio.len() - 1])
         );
     }
 }
 
 fn main() {
-    let n = messages();
-    let timings: Timings = Arc::default();
+    let n = env_or("SLUICEGATE_BENCH_N", DEFAULT_N);
+    let rounds = env_or("SLUICEGATE_BENCH_ROUNDS", DEFAULT_ROUNDS as u64) as usize;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`)
+    // criterion runs each benchmark once as a test, and the table is skipped.
+    let benching = args.iter().any(|a| a == "--bench");
+    // A criterion filter (a plain argument) also narrows the table.
+    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
+    let rt = runtime();
     let mut c = Criterion::default()
         .sample_size(SAMPLES)
         .configure_from_args();
-    bench_chain(&mut c, n, &timings);
+    bench_chain(&mut c, &rt, n);
     c.final_summary();
-    print_table(n, &timings);
+    if benching {
+        let capacities: Vec<usize> = CAPACITIES
+            .into_iter()
+            .filter(|cap| {
+                filter.as_deref().is_none_or(|f| {
+                    ["sluicegate", "hand"]
+                        .iter()
+                        .any(|w| format!("chain/{w}/cap{cap}").contains(f))
+                })
+            })
+            .collect();
+        paired_table(&rt, n, rounds, &capacities);
+    }
 }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Envelope;
 use crate::error::{FailureKind, ItemError};
-use crate::mailbox::{Release, Sender, Slot};
+use crate::mailbox::{Release, Sender, Slot, TrySendError};
 
 /// A routing predicate.
 pub(crate) type Pred<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
@@ -202,6 +202,44 @@ impl<T: Send + 'static> Outlet<T> {
                             pending.push_front((env, slot));
                             return Err(FlushStop::Abandoned);
                         }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands one envelope on without waiting. A broadcast checks that every
+    /// branch has room first; a copy refused by a race with another sender
+    /// fails that copy (and so the origin hears a failure).
+    pub(crate) fn try_send(&self, env: Envelope<T>) -> Result<(), TrySendError<T>> {
+        match self {
+            Outlet::Terminal => {
+                env.into_parts().1.deliver();
+                Ok(())
+            }
+            Outlet::Mailbox(tx) => tx.try_send(env),
+            Outlet::Route { pred, yes, no } => {
+                if pred(env.payload()) {
+                    yes.try_send(env)
+                } else {
+                    no.try_send(env)
+                }
+            }
+            Outlet::Broadcast { branches, clone } => {
+                if self.is_full() {
+                    return Err(TrySendError::Full(env));
+                }
+                let (payload, ack) = env.into_parts();
+                let acks = ack.split(branches.len());
+                for (branch, ack) in branches.iter().zip(acks) {
+                    if let Err(refused) = branch.try_send(Envelope::new(clone(&payload), ack)) {
+                        let (_, ack) = refused.into_inner().into_parts();
+                        ack.fail(ItemError::new(
+                            "broadcast",
+                            FailureKind::Abandoned,
+                            "a branch filled up between the check and the send",
+                        ));
                     }
                 }
                 Ok(())

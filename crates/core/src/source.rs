@@ -125,6 +125,26 @@ impl<T: Send + 'static> SourceContext<T> {
         self.metrics.items_out.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Hands an envelope to the graph without waiting; usable from any
+    /// thread (a consumer thread polling a client library, say).
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] when a downstream mailbox has no room (with
+    /// [`Overflow::Block`](crate::Overflow::Block)), [`TrySendError::Closed`]
+    /// when the graph is gone; the envelope comes back in both.
+    pub fn try_emit(&mut self, env: Envelope<T>) -> Result<(), TrySendError<T>> {
+        self.outlet.try_send(env)?;
+        self.count_one();
+        Ok(())
+    }
+
+    /// Whether the shutdown deadline has passed: give up waiting for
+    /// in-flight records and return.
+    pub fn is_abandoned(&self) -> bool {
+        self.abandon.is_cancelled()
+    }
+
     /// Waits until the first mailbox has room for one more envelope.
     pub async fn ready(&self) {
         self.outlet.ready().await

@@ -1,0 +1,30 @@
+//! # sluicegate-kafka-io
+//!
+//! Kafka as a sluicegate source and sink, keeping Kafka's guarantees:
+//!
+//! - [`KafkaSource`]: a consumer-group member that commits an offset only
+//!   when every record before it is finished (delivered, dropped on purpose,
+//!   or dead-lettered), whatever order they finish in; pauses its partitions
+//!   while the graph is full and keeps polling, so a slow pipeline is never
+//!   kicked out of its group; drains revoked partitions before releasing them.
+//! - [`KafkaSink`]: produces each record and acknowledges it only when the
+//!   broker has; idempotent producer by default; retries with backoff.
+//! - [`DeadLetterSink`]: the dead-letter route to a topic, with headers that
+//!   name the error, stage, attempts and origin.
+//! - [`KafkaConfig`]: any librdkafka property passes through; secrets never
+//!   appear in logs or `Debug`.
+
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod sink;
+mod source;
+pub mod tracker;
+
+pub use config::{KafkaConfig, is_secret};
+pub use error::KafkaIoError;
+pub use sink::{DeadLetterSink, KafkaSink, ProducerRecord, SinkStats, TracingContext, headers};
+pub use source::{KafkaSource, KafkaSourceHandle, PartitionLag, SourceStats, consumer_group};
+pub use tracker::{OffsetTracker, PartitionState};

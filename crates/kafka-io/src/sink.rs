@@ -1,0 +1,370 @@
+//! The Kafka sink: produces records and acknowledges them only on broker
+//! acknowledgement; the dead-letter sink writes failed records with headers
+//! that say why.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use sluicegate_core::{DeadLetter, Origin, Outputs, Stage};
+
+use crate::config::KafkaConfig;
+use crate::error::{KafkaIoError, is_retriable};
+
+/// A record to produce. Fields left `None` fall back to the sink's settings
+/// (its topic) or to the input record's origin (key and headers, when the
+/// sink preserves them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// The topic, instead of the sink's.
+    pub topic: Option<String>,
+    /// The key; `None` keeps the origin's key (see [`KafkaSink::preserve_key`]).
+    pub key: Option<Bytes>,
+    /// The payload; `None` produces a tombstone.
+    pub payload: Option<Bytes>,
+    /// Headers, added after the origin's (see [`KafkaSink::preserve_headers`]).
+    pub headers: Vec<(String, Bytes)>,
+    /// The partition; `None` lets the partitioner choose (by key).
+    pub partition: Option<i32>,
+}
+
+impl ProducerRecord {
+    /// A record with this payload.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            payload: Some(payload.into()),
+            ..ProducerRecord::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
+    }
+}
+
+impl From<Bytes> for ProducerRecord {
+    fn from(payload: Bytes) -> Self {
+        ProducerRecord::new(payload)
+    }
+}
+
+/// Counters of one sink.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SinkStats {
+    /// Records the broker acknowledged.
+    pub delivered: AtomicU64,
+    /// Attempts retried after a retriable error.
+    pub retries: AtomicU64,
+    /// Times the producer queue was full (backpressure, not an error).
+    pub queue_full: AtomicU64,
+    /// Records that failed after every attempt.
+    pub failed: AtomicU64,
+}
+
+/// Routes librdkafka's logs to `tracing`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{log_message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+fn producer(config: &KafkaConfig) -> Result<FutureProducer<TracingContext>, KafkaIoError> {
+    config
+        .clone()
+        .set_default("enable.idempotence", "true")
+        .set_default("linger.ms", "5")
+        .client_config()
+        .create_with_context(TracingContext)
+        .map_err(|e| config.explain(e))
+}
+
+/// Produces each input to Kafka; the input's acknowledgement resolves as
+/// delivered only when the broker has acknowledged the record.
+///
+/// The idempotent producer is on by default (`enable.idempotence=true`), so
+/// librdkafka's own retries neither duplicate nor reorder. On top of those,
+/// a delivery that fails with a retriable error is tried again with
+/// exponential backoff, up to [`KafkaSink::max_attempts`]; after the last, the
+/// record fails with [`KafkaIoError::SendFailed`] (which carries the attempt
+/// count) and goes to the graph's dead-letter route.
+///
+/// # Backpressure
+///
+/// In-flight deliveries are bounded by the stage's concurrency (each
+/// `process` call awaits its delivery): give the sink stage a concurrency
+/// of a few hundred to keep the producer's batches full. A full producer
+/// queue (`QueueFull`) is waited out and counted, never an error.
+#[derive(Clone)]
+pub struct KafkaSink {
+    producer: FutureProducer<TracingContext>,
+    topic: String,
+    max_attempts: u32,
+    backoff: Duration,
+    preserve_key: bool,
+    preserve_headers: bool,
+    flush_timeout: Duration,
+    stats: Arc<SinkStats>,
+}
+
+impl KafkaSink {
+    /// A sink producing to `topic` on the cluster of `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`KafkaIoError::Config`] naming a setting librdkafka rejects.
+    pub fn new(config: &KafkaConfig, topic: impl Into<String>) -> Result<Self, KafkaIoError> {
+        Ok(KafkaSink {
+            producer: producer(config)?,
+            topic: topic.into(),
+            max_attempts: 3,
+            backoff: Duration::from_millis(100),
+            preserve_key: true,
+            preserve_headers: true,
+            flush_timeout: Duration::from_secs(30),
+            stats: Arc::new(SinkStats::default()),
+        })
+    }
+
+    /// Attempts per record before it fails (default 3).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The first retry's delay, doubling each time (default 100 ms).
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Whether a record without a key takes its origin's key (default true).
+    pub fn preserve_key(mut self, preserve: bool) -> Self {
+        self.preserve_key = preserve;
+        self
+    }
+
+    /// Whether the origin's headers are copied before the record's own (default true).
+    pub fn preserve_headers(mut self, preserve: bool) -> Self {
+        self.preserve_headers = preserve;
+        self
+    }
+
+    /// The sink's counters.
+    pub fn stats(&self) -> Arc<SinkStats> {
+        self.stats.clone()
+    }
+
+    /// Produces one record, retrying as configured.
+    async fn deliver(
+        &self,
+        topic: &str,
+        record: &ProducerRecord,
+        origin: &Origin,
+    ) -> Result<(), KafkaIoError> {
+        let key = record.key.as_ref().or(if self.preserve_key {
+            origin.key.as_ref()
+        } else {
+            None
+        });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut headers = OwnedHeaders::new();
+            let origin_headers = if self.preserve_headers {
+                origin.headers.as_slice()
+            } else {
+                &[]
+            };
+            for (k, v) in origin_headers.iter().chain(&record.headers) {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_ref()),
+                });
+            }
+            let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+            if let Some(p) = &record.payload {
+                fr = fr.payload(p.as_ref());
+            }
+            if let Some(k) = key {
+                fr = fr.key(k.as_ref());
+            }
+            if let Some(p) = record.partition {
+                fr = fr.partition(p);
+            }
+            let delivery = match self.producer.send_result(fr) {
+                Ok(delivery) => delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // Backpressure from librdkafka's queue: wait for deliveries to drain it.
+                    self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                    attempt -= 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                Err((e, _)) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(KafkaIoError::SendFailed {
+                        attempts: attempt,
+                        source: e,
+                    });
+                }
+            };
+            let error = match delivery.await {
+                Ok(Ok(_)) => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Ok(Err((e, _))) => e,
+                Err(_canceled) => KafkaError::Canceled,
+            };
+            if attempt >= self.max_attempts || !is_retriable(&error) {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(KafkaIoError::SendFailed {
+                    attempts: attempt,
+                    source: error,
+                });
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, attempt, "delivery failed; retrying");
+            tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt - 1)).await;
+        }
+    }
+
+    async fn flush(&self) -> Result<(), KafkaIoError> {
+        let producer = self.producer.clone();
+        let timeout = self.flush_timeout;
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|_| KafkaIoError::Client(KafkaError::Canceled))?
+            .map_err(KafkaIoError::Client)
+    }
+}
+
+impl Stage for KafkaSink {
+    type In = ProducerRecord;
+    type Out = ();
+    type Error = KafkaIoError;
+
+    async fn process(
+        &self,
+        record: ProducerRecord,
+        origin: &Origin,
+    ) -> Result<Outputs<()>, KafkaIoError> {
+        let topic = record.topic.as_deref().unwrap_or(&self.topic);
+        self.deliver(topic, &record, origin).await.map(Outputs::one)
+    }
+
+    async fn stop(&self) -> Result<(), KafkaIoError> {
+        self.flush().await
+    }
+}
+
+/// Header names the dead-letter sink writes.
+pub mod headers {
+    /// The error message.
+    pub const ERROR: &str = "sluicegate.error";
+    /// The failure kind: error, panic, fatal.
+    pub const KIND: &str = "sluicegate.error.kind";
+    /// The stage the record failed in.
+    pub const STAGE: &str = "sluicegate.stage";
+    /// Delivery attempts made (1 unless the failing stage retried).
+    pub const ATTEMPTS: &str = "sluicegate.attempts";
+    /// The record's original topic.
+    pub const ORIGIN_TOPIC: &str = "sluicegate.origin.topic";
+    /// The record's original partition.
+    pub const ORIGIN_PARTITION: &str = "sluicegate.origin.partition";
+    /// The record's original offset.
+    pub const ORIGIN_OFFSET: &str = "sluicegate.origin.offset";
+}
+
+/// The dead-letter route to a Kafka topic: writes each failed record as it
+/// arrived (its original bytes and key, when the source kept them), with
+/// its original headers plus [`headers`] naming the error, the stage, the
+/// attempt count and the origin. The failed record counts as finished
+/// (dead-lettered) only once the broker acknowledged the dead letter.
+#[derive(Clone)]
+pub struct DeadLetterSink {
+    sink: KafkaSink,
+}
+
+impl DeadLetterSink {
+    /// A dead-letter sink producing to `topic`.
+    ///
+    /// # Errors
+    ///
+    /// [`KafkaIoError::Config`] naming a setting librdkafka rejects.
+    pub fn new(config: &KafkaConfig, topic: impl Into<String>) -> Result<Self, KafkaIoError> {
+        Ok(DeadLetterSink {
+            sink: KafkaSink::new(config, topic)?
+                .preserve_key(true)
+                .preserve_headers(true),
+        })
+    }
+}
+
+impl Stage for DeadLetterSink {
+    type In = DeadLetter;
+    type Out = ();
+    type Error = KafkaIoError;
+
+    async fn process(
+        &self,
+        letter: DeadLetter,
+        origin: &Origin,
+    ) -> Result<Outputs<()>, KafkaIoError> {
+        let e = &letter.error;
+        let attempts = match e.error().and_then(|s| s.downcast_ref::<KafkaIoError>()) {
+            Some(KafkaIoError::SendFailed { attempts, .. }) => *attempts,
+            _ => 1,
+        };
+        let mut record = ProducerRecord {
+            payload: origin.raw.clone(),
+            ..ProducerRecord::default()
+        }
+        .header(headers::ERROR, e.message().to_string())
+        .header(headers::KIND, e.kind().to_string())
+        .header(headers::STAGE, e.stage().to_string())
+        .header(headers::ATTEMPTS, attempts.to_string());
+        if let Some(t) = &origin.topic {
+            record = record.header(headers::ORIGIN_TOPIC, t.to_string());
+        }
+        if let Some(p) = origin.partition {
+            record = record.header(headers::ORIGIN_PARTITION, p.to_string());
+        }
+        if let Some(o) = origin.offset {
+            record = record.header(headers::ORIGIN_OFFSET, o.to_string());
+        }
+        self.sink.process(record, origin).await
+    }
+
+    async fn stop(&self) -> Result<(), KafkaIoError> {
+        self.sink.flush().await
+    }
+}

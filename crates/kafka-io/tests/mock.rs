@@ -1,0 +1,281 @@
+//! Kafka source and sink against librdkafka's mock cluster: scenarios, and
+//! faults the real broker cannot produce on demand (broker down, produce
+//! errors).
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use rdkafka::types::RDKafkaRespErr;
+use sluicegate_core::{Graph, StageSpec, try_map};
+use sluicegate_kafka_io::{
+    DeadLetterSink, KafkaConfig, KafkaSink, KafkaSource, ProducerRecord, headers,
+};
+
+const LONG: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_commits_only_finished_prefixes() {
+    let mock = Mock::new(1);
+    scenarios::end_to_end(&mock.brokers, |t, p| mock.topic(t, p)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_then_restart_loses_nothing() {
+    let mock = Mock::new(1);
+    scenarios::crash_and_restart(&mock.brokers, |t, p| mock.topic(t, p)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_then_up_loses_nothing() {
+    const N: u64 = 400;
+    let mock = Mock::new(1);
+    mock.topic("in", 2);
+    produce_numbers(&mock.brokers, "in", 2, N).await;
+    let rec = Recorder {
+        max_delay_ms: 2,
+        ..Recorder::default()
+    };
+    let mut g = Graph::builder("outage");
+    g.source(
+        "kafka",
+        KafkaSource::new(KafkaConfig::new(&mock.brokers), "g-outage", ["in"])
+            .commit_interval(Duration::from_millis(20)),
+    )
+    .to(StageSpec::new("sink", rec.clone())
+        .capacity(8)
+        .concurrency(4));
+    let running = g.build().expect("valid").start().await.expect("starts");
+    eventually(LONG, "some progress", || rec.count() >= 50).await;
+    mock.cluster.broker_down(1).expect("broker down");
+    // The outage itself.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    mock.cluster.broker_up(1).expect("broker up");
+    eventually(LONG, "every record after the outage", || {
+        histogram(&rec.seen()).len() == N as usize
+    })
+    .await;
+    let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
+    assert!(report.is_clean(), "{report:?}");
+    eventually(LONG, "commits after the outage", || {
+        committed(&mock.brokers, "g-outage", "in", 2) == vec![Some(200), Some(200)]
+    })
+    .await;
+}
+
+/// Records that fail in a stage, and records the sink cannot deliver
+/// (produce requests to the output topic fail), land in the dead-letter topic
+/// with headers naming the error, stage, attempts and origin; the source then
+/// commits past them (they are finished).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_land_in_the_dead_letter_topic_with_headers() {
+    let mock = Mock::new(1);
+    mock.topic("in", 1);
+    mock.topic("out", 1);
+    mock.topic("dlq", 1);
+    produce_numbers(&mock.brokers, "in", 1, 10).await;
+    // Every produce to "out" fails with a retriable error, so the sink
+    // retries and then gives up.
+    mock.cluster
+        .topic_error(
+            "out",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        )
+        .expect("topic error");
+
+    let client = KafkaConfig::new(&mock.brokers).set("message.timeout.ms", "300");
+    let sink = KafkaSink::new(&client, "out")
+        .expect("sink")
+        .max_attempts(2)
+        .backoff(Duration::from_millis(10));
+    let sink_stats = sink.stats();
+    let source = KafkaSource::new(KafkaConfig::new(&mock.brokers), "g-dlq", ["in"])
+        .commit_interval(Duration::from_millis(20));
+    let handle = source.handle();
+    let mut g = Graph::builder("dlq");
+    g.dead_letters(
+        StageSpec::new(
+            "dlq",
+            DeadLetterSink::new(&client, "dlq").expect("dlq sink"),
+        )
+        .capacity(16)
+        .concurrency(16),
+    );
+    g.source("kafka", source)
+        .via(StageSpec::new(
+            "validate",
+            try_map(|b: Bytes| {
+                let n: u64 = std::str::from_utf8(&b)
+                    .map_err(|e| e.to_string())?
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| e.to_string())?;
+                if n % 5 == 0 {
+                    Err(format!("{n} is a multiple of 5"))
+                } else {
+                    Ok(ProducerRecord::new(b))
+                }
+            }),
+        ))
+        .to(StageSpec::new("produce", sink).capacity(16).concurrency(16));
+    let running = g.build().expect("valid").start().await.expect("starts");
+
+    let letters = read_topic(&mock.brokers, "dlq", 10, "read_uncommitted").await;
+    eventually(LONG, "the source to commit past the dead letters", || {
+        handle.partitions().first().and_then(|p| p.state.committed) == Some(10)
+    })
+    .await;
+    let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
+    assert!(report.is_clean(), "{report:?}");
+
+    let mut by_payload: Vec<(u64, &rdkafka::message::OwnedMessage)> = letters
+        .iter()
+        .map(|m| {
+            let n = std::str::from_utf8(rdkafka::Message::payload(m).expect("payload"))
+                .expect("utf8")
+                .parse()
+                .expect("number");
+            (n, m)
+        })
+        .collect();
+    by_payload.sort_by_key(|(n, _)| *n);
+    assert_eq!(
+        by_payload.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<u64>>()
+    );
+    for (n, m) in by_payload {
+        assert_eq!(header(m, headers::ORIGIN_TOPIC).as_deref(), Some("in"));
+        assert_eq!(header(m, headers::ORIGIN_PARTITION).as_deref(), Some("0"));
+        assert_eq!(
+            header(m, headers::ORIGIN_OFFSET),
+            Some(n.to_string()),
+            "record {n}"
+        );
+        assert_eq!(header(m, headers::KIND).as_deref(), Some("error"));
+        if n % 5 == 0 {
+            assert_eq!(header(m, headers::STAGE).as_deref(), Some("validate"));
+            assert_eq!(
+                header(m, headers::ERROR),
+                Some(format!("{n} is a multiple of 5"))
+            );
+            assert_eq!(header(m, headers::ATTEMPTS).as_deref(), Some("1"));
+        } else {
+            assert_eq!(header(m, headers::STAGE).as_deref(), Some("produce"));
+            assert_eq!(
+                header(m, headers::ATTEMPTS).as_deref(),
+                Some("2"),
+                "record {n}"
+            );
+            let error = header(m, headers::ERROR).unwrap_or_default();
+            assert!(
+                error.contains("delivery failed after 2 attempt(s)"),
+                "record {n}: {error}"
+            );
+        }
+        // The original key travels with the dead letter.
+        assert_eq!(rdkafka::Message::key(m), Some(n.to_string().as_bytes()));
+    }
+    assert_eq!(sink_stats.failed.load(Ordering::SeqCst), 8);
+    assert_eq!(sink_stats.retries.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test]
+async fn bad_settings_and_missing_topics_fail_clearly() {
+    let mock = Mock::new(1);
+    // A bad value names the setting.
+    let err = KafkaSink::new(
+        &KafkaConfig::new(&mock.brokers).set("linger.ms", "soon"),
+        "out",
+    )
+    .err()
+    .expect("must fail");
+    assert!(err.to_string().contains("`linger.ms` = `soon`"), "{err}");
+    // A secret's value is never shown, even when it is the bad one.
+    let err = KafkaSink::new(
+        &KafkaConfig::new(&mock.brokers)
+            .set("ssl.key.password", "hunter2")
+            .set("no.such.setting", "x"),
+        "out",
+    )
+    .err()
+    .expect("must fail");
+    assert!(err.to_string().contains("no.such.setting"), "{err}");
+    assert!(!err.to_string().contains("hunter2"));
+    // An unknown topic stops the graph with an error naming it.
+    let mut g = Graph::builder("missing");
+    g.source(
+        "kafka",
+        KafkaSource::new(
+            KafkaConfig::new(&mock.brokers).set("allow.auto.create.topics", "false"),
+            "g-missing",
+            ["nope"],
+        )
+        .connect_timeout(Duration::from_secs(5)),
+    )
+    .to(StageSpec::new("sink", Recorder::default()));
+    let report = within(
+        LONG,
+        "the graph",
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait(),
+    )
+    .await;
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(
+        report.errors[0]
+            .to_string()
+            .contains("topic `nope` does not exist"),
+        "{}",
+        report.errors[0]
+    );
+    // An unreachable cluster: a bounded wait, then an error naming the brokers.
+    let mut g = Graph::builder("unreachable");
+    g.source(
+        "kafka",
+        KafkaSource::new(KafkaConfig::new("127.0.0.1:1"), "g-x", ["in"])
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .to(StageSpec::new("sink", Recorder::default()));
+    let report = within(
+        LONG,
+        "the graph",
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait(),
+    )
+    .await;
+    assert!(
+        report.errors[0]
+            .to_string()
+            .contains("127.0.0.1:1 unreachable"),
+        "{}",
+        report.errors[0]
+    );
+}
+
+#[tokio::test]
+async fn more_workers_than_partitions_is_refused() {
+    let mock = Mock::new(1);
+    mock.topic("two", 2);
+    let config = KafkaConfig::new(&mock.brokers);
+    let err =
+        sluicegate_kafka_io::consumer_group(&config, "g", &["two"], 3, Duration::from_secs(5))
+            .err()
+            .expect("refused");
+    assert!(
+        err.to_string().contains("3 consumers for 2 partitions"),
+        "{err}"
+    );
+    let ok = sluicegate_kafka_io::consumer_group(&config, "g", &["two"], 2, Duration::from_secs(5))
+        .expect("two workers");
+    assert_eq!(ok.len(), 2);
+}
