@@ -95,17 +95,29 @@ impl Source for Generator {
     type Out = u64;
 
     async fn run(self, mut cx: SourceContext<u64>) -> Result<(), BoxError> {
+        // Batches of 64 per `emit_batch`: one mailbox lock per batch, as a
+        // Kafka source handing on a fetched batch would.
         let receiver: Arc<dyn AckReceiver> = self.acks;
-        for i in 0..self.n {
-            let ack = Ack::new(Origin::at(0, i as i64), receiver.clone());
-            if let Err(e) = cx.emit(Envelope::new(i, ack)).await {
-                let (_, ack) = e.into_inner().into_parts();
-                ack.resolve(Outcome::Failed(sluicegate_core::ItemError::new(
-                    "generator",
-                    sluicegate_core::FailureKind::Abandoned,
-                    "graph stopped taking input",
-                )));
-                return Err("graph stopped taking input".into());
+        let mut batch = std::collections::VecDeque::with_capacity(64);
+        let mut i = 0;
+        while i < self.n {
+            let end = (i + 64).min(self.n);
+            batch
+                .extend((i..end).map(|i| {
+                    Envelope::new(i, Ack::new(Origin::at(0, i as i64), receiver.clone()))
+                }));
+            i = end;
+            if let Err(stop) = cx.emit_batch(&mut batch).await {
+                for env in batch.drain(..) {
+                    env.into_parts()
+                        .1
+                        .resolve(Outcome::Failed(sluicegate_core::ItemError::new(
+                            "generator",
+                            sluicegate_core::FailureKind::Abandoned,
+                            "graph stopped taking input",
+                        )));
+                }
+                return Err(stop.into());
             }
         }
         Ok(())

@@ -268,9 +268,12 @@ pub(crate) async fn run_sequential<S: Stage>(
         m.items_in
             .fetch_add(batch.len() as u64, AtomicOrdering::Relaxed);
         let mut items = batch.drain(..);
+        // Items ready on their first poll (sync stages) share one clock read
+        // per run: their time is split evenly in the latency histogram.
+        let mut ready_run = 0u64;
         while let Some((env, slot)) = items.next() {
             let (payload, ack) = env.into_parts();
-            let item_started = clock.phase_start();
+            let mut waited_since = None;
             let step = {
                 // The call itself is inside the caught future: closure stages
                 // do their work when called, not when polled.
@@ -279,11 +282,20 @@ pub(crate) async fn run_sequential<S: Stage>(
                     AssertUnwindSafe(async { stage.process(payload, origin).await }).catch_unwind()
                 );
                 match futures::poll!(fut.as_mut()) {
-                    std::task::Poll::Ready(r) => Step::Done(r),
+                    std::task::Poll::Ready(r) => {
+                        ready_run += 1;
+                        Step::Done(r)
+                    }
                     std::task::Poll::Pending => {
-                        // The item will wait: first hand on what is finished,
-                        // so earlier items are not held back by this one.
-                        clock.lap(&m.busy_ns);
+                        // The item will wait: close the run of ready items,
+                        // then hand on what is finished, so earlier items are
+                        // not held back by this one.
+                        let d = clock.lap(&m.busy_ns);
+                        if ready_run > 0 {
+                            m.latency.record_n(d, ready_run);
+                            ready_run = 0;
+                        }
+                        waited_since = Some(clock.phase_start());
                         let alive = {
                             let rx_ref = &rx;
                             let mut rel = |r: Release| rx_ref.release(r);
@@ -317,13 +329,19 @@ pub(crate) async fn run_sequential<S: Stage>(
                 abandon_mailbox(&mut rx, &cx);
                 break 'outer;
             };
-            // Busy time excludes the flush; latency is the item's wall time.
-            clock.lap(&m.busy_ns);
-            m.latency.record(item_started.elapsed());
+            if let Some(started) = waited_since {
+                // Busy time excludes the flush; latency is the item's wall time.
+                clock.lap(&m.busy_ns);
+                m.latency.record(started.elapsed());
+            }
             let processed = classify(stage.as_ref(), result);
             settle.settle(processed, ack, slot).await;
         }
         drop(items);
+        if ready_run > 0 {
+            let d = clock.lap(&m.busy_ns);
+            m.latency.record_n(d, ready_run);
+        }
         let alive = {
             let rx_ref = &rx;
             let mut rel = |r: Release| rx_ref.release(r);

@@ -44,14 +44,9 @@ pub use graph::{
 };
 pub use mailbox::Overflow;
 pub use metrics::{Bottleneck, Metrics, Snapshot};
-pub use source::{EmitError, Source, SourceContext};
+pub use source::{EmitError, EmitStop, Source, SourceContext};
 pub use stage::{
     BatchStage, Outputs, Stage, blocking, blocking_shared, filter, flat_map, map, sink, then,
     try_map,
 };
 pub use tokio_util::sync::CancellationToken;
-
-/// The README's code blocks, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

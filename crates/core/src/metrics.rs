@@ -51,6 +51,19 @@ impl Histogram {
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// Records `n` observations that took `total` together (each `total / n`).
+    pub fn record_n(&self, total: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let each = total / u32::try_from(n).unwrap_or(u32::MAX);
+        let us = each.as_micros() as u64;
+        let idx = BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[idx].fetch_add(n, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(total.as_nanos() as u64, Ordering::Relaxed);
+    }
+
     fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
             bounds_us: BUCKETS_US.to_vec(),

@@ -252,3 +252,64 @@ async fn try_send_hands_the_item_back() {
     acks.assert_each_once(3);
     drop(CollectSink::<u64>::new());
 }
+
+/// `emit_batch` moves many envelopes per lock and still respects the bound:
+/// with the sink holding, exactly the capacity gets in.
+#[tokio::test(start_paused = true)]
+async fn emit_batch_respects_the_bound() {
+    use sluicegate_core::{Ack, AckReceiver, BoxError, Envelope, Origin, Source, SourceContext};
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    struct Batches {
+        acks: AckLog,
+        sent: Arc<AtomicU64>,
+    }
+    impl Source for Batches {
+        type Out = u64;
+        async fn run(self, mut cx: SourceContext<u64>) -> Result<(), BoxError> {
+            let receiver: Arc<dyn AckReceiver> = Arc::new(self.acks.clone());
+            let mut batch = VecDeque::new();
+            for chunk in 0..10i64 {
+                batch.extend((0..10).map(|k| {
+                    let i = chunk * 10 + k;
+                    Envelope::new(i as u64, Ack::new(Origin::at(0, i), receiver.clone()))
+                }));
+                cx.emit_batch(&mut batch).await?;
+                self.sent.fetch_add(10, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    let acks = AckLog::new();
+    let gate = Gate::new();
+    let sink = GatedSink::new(gate.clone());
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut g = Graph::builder("batches");
+    g.source(
+        "src",
+        Batches {
+            acks: acks.clone(),
+            sent: sent.clone(),
+        },
+    )
+    .to(StageSpec::new("sink", sink.clone()).capacity(15));
+    let graph = g.build().expect("valid");
+    let metrics = graph.metrics().clone();
+    let running = graph.start().await.expect("starts");
+    within(LIMIT, "the sink to hold", gate.wait_for_waiting(1)).await;
+    quiesce().await;
+    // The first batch went in whole, the second only in part: 15 in the mailbox.
+    assert_eq!(sent.load(Ordering::SeqCst), 10);
+    assert_eq!(
+        metrics.snapshot().mailbox("sink").expect("mailbox").depth,
+        15
+    );
+    gate.open_all();
+    let report = within(LIMIT, "the graph", running.wait()).await;
+    assert!(report.is_clean(), "{report:?}");
+    acks.assert_each_once(100);
+    assert_eq!(sink.collected().items(), (0..100).collect::<Vec<u64>>());
+}
