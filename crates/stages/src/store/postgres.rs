@@ -1,0 +1,411 @@
+//! PostgreSQL: one multi-row `INSERT ... SELECT FROM unnest(...)` per batch.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::open::redact_url;
+use super::{DbError, Row, RowResult, Store, StoreError, Written, quote_table};
+
+/// Settings of a [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// A libpq-style URL (`postgres://user:password@host:port/db?...`) or
+    /// key-value string (`host=... user=... dbname=...`).
+    pub url: String,
+    /// The table (created if missing), `name` or `schema.name`.
+    pub table: String,
+    /// How long connecting may take, unless the URL says (default 5 s).
+    pub connect_timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// `table` in the database at `url`, with the defaults.
+    pub fn new(url: impl Into<String>, table: impl Into<String>) -> Self {
+        PostgresConfig {
+            url: url.into(),
+            table: table.into(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Conn {
+    client: Client,
+    insert: Statement,
+}
+
+/// A PostgreSQL store.
+///
+/// Writes a batch in one transaction with one statement:
+/// `INSERT INTO t ... SELECT ... FROM unnest($1::text[], ...) ON CONFLICT (id)
+/// DO NOTHING RETURNING id` (a single round trip whatever the batch size;
+/// the returned ids tell inserted rows from replayed ones).
+///
+/// When that statement fails on a row's data or a constraint (SQLSTATE
+/// classes 22 and 23), the transaction is rolled back and the batch is
+/// written again row by row, each under a savepoint, so only the bad rows
+/// fail and the others commit. A commit that fails (a deferred constraint)
+/// fails the batch.
+///
+/// Transient errors: connection loss (class 08, `57P01`-`57P03`, I/O),
+/// serialization failure (`40001`), deadlock (`40P01`), too many connections
+/// (`53300`), lock not available (`55P03`). After a connection-level error
+/// the next write reconnects.
+///
+/// One connection, used by one batch at a time (a
+/// [`StoreStage`](super::StoreStage) writes one batch at a time); open
+/// several stores for parallel writers.
+pub struct PostgresStore {
+    config: tokio_postgres::Config,
+    insert_sql: String,
+    count_sql: String,
+    shown_url: String,
+    describe: String,
+    conn: Mutex<Option<Conn>>,
+    connections: AtomicU64,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("at", &self.describe)
+            .finish()
+    }
+}
+
+/// The SQLSTATE of a driver error.
+fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
+    e.code().map(|c| c.code())
+}
+
+fn db_error(e: &tokio_postgres::Error) -> DbError {
+    match e.as_db_error() {
+        Some(db) => DbError {
+            code: Some(db.code().code().to_string()),
+            message: db.message().to_string(),
+        },
+        None => DbError::chain(e),
+    }
+}
+
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    match sqlstate(e) {
+        Some(s) => {
+            s.starts_with("08")
+                || matches!(
+                    s,
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "55P03"
+                )
+        }
+        // No SQLSTATE: the connection closed, or an I/O error.
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    }
+}
+
+/// Whether the error is about one row's data or a constraint.
+fn is_row_level(e: &tokio_postgres::Error) -> bool {
+    sqlstate(e).is_some_and(|s| s.starts_with("22") || s.starts_with("23"))
+}
+
+fn classify(op: &'static str, e: &tokio_postgres::Error) -> StoreError {
+    let source = db_error(e);
+    if is_transient(e) {
+        StoreError::Transient { op, source }
+    } else {
+        StoreError::Permanent { op, source }
+    }
+}
+
+/// Whether the connection is unusable after `e`.
+fn breaks_connection(e: &StoreError) -> bool {
+    match e {
+        StoreError::Transient { source, .. } => source
+            .code
+            .as_deref()
+            .is_none_or(|c| c.starts_with("08") || c.starts_with("57P")),
+        StoreError::Unreachable { .. } => true,
+        _ => false,
+    }
+}
+
+/// The batch as five column arrays, the statement's parameters.
+struct Columns<'a> {
+    ids: Vec<&'a str>,
+    topics: Vec<Option<&'a str>>,
+    partitions: Vec<Option<i32>>,
+    offsets: Vec<Option<i64>>,
+    payloads: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(rows: &'a [Row]) -> Self {
+        Columns {
+            ids: rows.iter().map(|r| r.id.as_str()).collect(),
+            topics: rows.iter().map(|r| r.topic.as_deref()).collect(),
+            partitions: rows.iter().map(|r| r.partition).collect(),
+            offsets: rows.iter().map(|r| r.offset).collect(),
+            payloads: rows.iter().map(|r| r.payload.as_str()).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.ids,
+            &self.topics,
+            &self.partitions,
+            &self.offsets,
+            &self.payloads,
+        ]
+    }
+}
+
+/// Marks each row inserted or duplicate from the ids the insert returned
+/// (a key repeated within the batch is inserted once, then a duplicate).
+fn mark(rows: &[Row], returned: &[tokio_postgres::Row]) -> Vec<RowResult> {
+    let mut inserted: HashMap<String, usize> = HashMap::with_capacity(returned.len());
+    for r in returned {
+        if let Ok(id) = r.try_get::<_, String>(0) {
+            *inserted.entry(id).or_insert(0) += 1;
+        }
+    }
+    rows.iter()
+        .map(|row| match inserted.get_mut(&row.id) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Ok(Written::Inserted)
+            }
+            _ => Ok(Written::Duplicate),
+        })
+        .collect()
+}
+
+/// How the one-statement attempt failed.
+enum Failure {
+    /// A row's data or a constraint: isolate the bad rows.
+    RowLevel,
+    /// Anything else: the batch fails with this error.
+    Batch(StoreError),
+}
+
+async fn write_fast(conn: &mut Conn, rows: &[Row]) -> Result<Vec<RowResult>, Failure> {
+    let Conn { client, insert } = conn;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Failure::Batch(classify("begin", &e)))?;
+    let columns = Columns::of(rows);
+    let returned = match tx.query(&*insert, &columns.params()).await {
+        Ok(r) => r,
+        // Dropping `tx` rolls back.
+        Err(e) if is_row_level(&e) => return Err(Failure::RowLevel),
+        Err(e) => return Err(Failure::Batch(classify("insert", &e))),
+    };
+    tx.commit()
+        .await
+        .map_err(|e| Failure::Batch(classify("commit", &e)))?;
+    Ok(mark(rows, &returned))
+}
+
+async fn write_isolating(conn: &mut Conn, rows: &[Row]) -> Result<Vec<RowResult>, StoreError> {
+    let Conn { client, insert } = conn;
+    let mut tx = client
+        .transaction()
+        .await
+        .map_err(|e| classify("begin", &e))?;
+    let mut results = Vec::with_capacity(rows.len());
+    for row in rows {
+        let one = std::slice::from_ref(row);
+        let columns = Columns::of(one);
+        let sp = tx
+            .savepoint("sluicegate_row")
+            .await
+            .map_err(|e| classify("savepoint", &e))?;
+        match sp.query(&*insert, &columns.params()).await {
+            Ok(returned) => {
+                sp.commit()
+                    .await
+                    .map_err(|e| classify("release savepoint", &e))?;
+                results.extend(mark(one, &returned));
+            }
+            Err(e) if is_row_level(&e) => {
+                sp.rollback()
+                    .await
+                    .map_err(|e| classify("rollback to savepoint", &e))?;
+                results.push(Err(StoreError::Row {
+                    id: row.id.clone(),
+                    source: db_error(&e),
+                }));
+            }
+            Err(e) => return Err(classify("insert", &e)),
+        }
+    }
+    tx.commit().await.map_err(|e| classify("commit", &e))?;
+    Ok(results)
+}
+
+impl PostgresStore {
+    /// Connects to `url` and creates `table` if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unreachable`] naming the URL (password redacted) when
+    /// the server cannot be reached or refuses the login;
+    /// [`StoreError::Config`] for a malformed URL or table name;
+    /// [`StoreError::Permanent`] when the table cannot be created.
+    pub async fn connect(url: &str, table: &str) -> Result<Self, StoreError> {
+        PostgresStore::connect_with(PostgresConfig::new(url, table)).await
+    }
+
+    /// Connects as `config` says.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PostgresStore::connect).
+    pub async fn connect_with(config: PostgresConfig) -> Result<Self, StoreError> {
+        let shown_url = redact_url(&config.url);
+        let mut pg = tokio_postgres::Config::from_str(&config.url)
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL {shown_url}: {e}")))?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(config.connect_timeout);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("sluicegate");
+        }
+        let table = quote_table(&config.table)?;
+        let store = PostgresStore {
+            config: pg,
+            insert_sql: format!(
+                "INSERT INTO {table} (id, topic, \"partition\", \"offset\", payload) \
+                 SELECT u.id, u.topic, u.part, u.off, u.payload::jsonb \
+                 FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[]) \
+                 AS u(id, topic, part, off, payload) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
+            ),
+            count_sql: format!("SELECT count(*) FROM {table}"),
+            describe: format!("PostgreSQL {shown_url} table {}", config.table),
+            shown_url,
+            conn: Mutex::new(None),
+            connections: AtomicU64::new(0),
+        };
+        let client = store.open_client().await?;
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                id TEXT PRIMARY KEY,
+                topic TEXT,
+                \"partition\" INTEGER,
+                \"offset\" BIGINT,
+                payload JSONB NOT NULL,
+                stored_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )"
+        );
+        if let Err(e) = client.batch_execute(&create).await {
+            // Two processes creating the table at once: the loser sees
+            // duplicate_table or a unique violation on the catalog.
+            if !matches!(sqlstate(&e), Some("42P07" | "23505")) {
+                return Err(classify("create table", &e));
+            }
+        }
+        let conn = store.prepare(client).await?;
+        *store.conn.lock().await = Some(conn);
+        Ok(store)
+    }
+
+    /// How many connections this store has opened (1 plus reconnects).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    async fn open_client(&self) -> Result<Client, StoreError> {
+        let (client, connection) =
+            self.config
+                .connect(NoTls)
+                .await
+                .map_err(|e| StoreError::Unreachable {
+                    backend: "PostgreSQL",
+                    url: self.shown_url.clone(),
+                    source: db_error(&e),
+                })?;
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let shown = self.shown_url.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(url = %shown, error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    async fn prepare(&self, client: Client) -> Result<Conn, StoreError> {
+        let insert = client
+            .prepare_typed(
+                &self.insert_sql,
+                &[
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::INT4_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::TEXT_ARRAY,
+                ],
+            )
+            .await
+            .map_err(|e| classify("prepare", &e))?;
+        Ok(Conn { client, insert })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    async fn write(&self, rows: &[Row]) -> Result<Vec<RowResult>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut guard = self.conn.lock().await;
+        let conn = match guard.take() {
+            Some(c) if !c.client.is_closed() => guard.insert(c),
+            _ => {
+                let client = self.open_client().await?;
+                guard.insert(self.prepare(client).await?)
+            }
+        };
+        let result = match write_fast(conn, rows).await {
+            Ok(r) => Ok(r),
+            Err(Failure::RowLevel) => write_isolating(conn, rows).await,
+            Err(Failure::Batch(e)) => Err(e),
+        };
+        if result.as_ref().is_err_and(breaks_connection) {
+            *guard = None;
+        }
+        result
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let mut guard = self.conn.lock().await;
+        let conn = match guard.take() {
+            Some(c) if !c.client.is_closed() => guard.insert(c),
+            _ => {
+                let client = self.open_client().await?;
+                guard.insert(self.prepare(client).await?)
+            }
+        };
+        let row = conn
+            .client
+            .query_one(&self.count_sql, &[])
+            .await
+            .map_err(|e| classify("count", &e))?;
+        let n: i64 = row.try_get(0).map_err(|e| classify("count", &e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}

@@ -1,0 +1,278 @@
+//! SQLite, embedded: WAL mode, one transaction per batch, on the blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+
+use super::{DbError, Row, RowResult, Store, StoreError, Written, quote_table};
+
+/// SQLite's `synchronous` setting: how hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is on disk before it returns (survives power loss). The default:
+    /// an acknowledgement then means the row is durable.
+    #[default]
+    Full,
+    /// In WAL mode, commits survive a crash of the process but the last ones
+    /// may be lost on power loss; much faster for small transactions.
+    Normal,
+}
+
+/// Settings of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file (created if missing; its directory must exist).
+    pub path: PathBuf,
+    /// The table (created if missing).
+    pub table: String,
+    /// The durability of a commit (default [`Synchronous::Full`]).
+    pub synchronous: Synchronous,
+    /// How long a write waits for another connection's lock before failing
+    /// with a transient "database is locked" (default 5 s).
+    pub busy_timeout: Duration,
+}
+
+impl SqliteConfig {
+    /// `table` in the database file at `path`, with the defaults.
+    pub fn new(path: impl Into<PathBuf>, table: impl Into<String>) -> Self {
+        SqliteConfig {
+            path: path.into(),
+            table: table.into(),
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An embedded SQLite store: one connection in WAL mode (readers never block
+/// the writer), one `BEGIN IMMEDIATE` transaction per batch with a cached
+/// prepared statement, `INSERT ... ON CONFLICT (id) DO NOTHING` per row.
+///
+/// Calls run on Tokio's blocking pool (SQLite's API blocks). A row that
+/// breaks a constraint fails alone: SQLite undoes only that statement and
+/// the transaction goes on. `SQLITE_BUSY`/`SQLITE_LOCKED` are transient.
+/// Foreign keys are enforced (`PRAGMA foreign_keys = ON`), so a table you
+/// create yourself with extra constraints keeps them.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    insert_sql: Arc<str>,
+    count_sql: Arc<str>,
+    describe: String,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("at", &self.describe)
+            .finish()
+    }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The code name and message of a rusqlite error.
+fn db_error(e: &rusqlite::Error) -> DbError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, msg) => DbError {
+            code: Some(format!("{:?}", f.code)),
+            message: msg.clone().unwrap_or_else(|| f.to_string()),
+        },
+        other => DbError::chain(other),
+    }
+}
+
+fn code(e: &rusqlite::Error) -> Option<ErrorCode> {
+    e.sqlite_error_code()
+}
+
+fn is_transient(e: &rusqlite::Error) -> bool {
+    matches!(
+        code(e),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+fn is_row_level(e: &rusqlite::Error) -> bool {
+    matches!(
+        code(e),
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig)
+    )
+}
+
+fn batch_error(op: &'static str, e: &rusqlite::Error) -> StoreError {
+    let source = db_error(e);
+    if is_transient(e) {
+        StoreError::Transient { op, source }
+    } else {
+        StoreError::Permanent { op, source }
+    }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Permanent {
+            op: "sqlite call",
+            source: DbError::msg("the blocking task was cancelled (runtime shutting down)"),
+        }),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and the table `table` in it,
+    /// with the defaults of [`SqliteConfig::new`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unreachable`] naming the path when the file cannot be
+    /// opened or set up; [`StoreError::Config`] for an invalid table name.
+    pub async fn open(path: impl AsRef<Path>, table: &str) -> Result<Self, StoreError> {
+        SqliteStore::open_with(SqliteConfig::new(path.as_ref(), table)).await
+    }
+
+    /// Opens the database as `config` says.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](SqliteStore::open).
+    pub async fn open_with(config: SqliteConfig) -> Result<Self, StoreError> {
+        let table = quote_table(&config.table)?;
+        let shown = config.path.display().to_string();
+        let describe = format!("SQLite {shown} table {}", config.table);
+        let unreachable = {
+            let shown = shown.clone();
+            move |e: &rusqlite::Error| StoreError::Unreachable {
+                backend: "SQLite",
+                url: shown.clone(),
+                source: db_error(e),
+            }
+        };
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                id TEXT PRIMARY KEY NOT NULL,
+                topic TEXT,
+                \"partition\" INTEGER,
+                \"offset\" INTEGER,
+                payload TEXT NOT NULL,
+                stored_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+            )"
+        );
+        let conn = blocking(move || {
+            let conn = Connection::open(&config.path).map_err(|e| unreachable(&e))?;
+            conn.busy_timeout(config.busy_timeout)
+                .map_err(|e| unreachable(&e))?;
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(|e| unreachable(&e))?;
+            if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+                return Err(StoreError::Unreachable {
+                    backend: "SQLite",
+                    url: config.path.display().to_string(),
+                    source: DbError::msg(format!(
+                        "cannot switch to WAL mode (journal mode is {mode})"
+                    )),
+                });
+            }
+            let sync = match config.synchronous {
+                Synchronous::Full => "FULL",
+                Synchronous::Normal => "NORMAL",
+            };
+            conn.execute_batch(&format!(
+                "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+            ))
+            .map_err(|e| unreachable(&e))?;
+            conn.execute_batch(&create)
+                .map_err(|e| batch_error("create table", &e))?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            insert_sql: format!(
+                "INSERT INTO {table} (id, topic, \"partition\", \"offset\", payload) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING"
+            )
+            .into(),
+            count_sql: format!("SELECT count(*) FROM {table}").into(),
+            describe,
+        })
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    sql: &str,
+    rows: &[Row],
+) -> Result<Vec<RowResult>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| batch_error("begin", &e))?;
+    let mut results = Vec::with_capacity(rows.len());
+    {
+        let mut stmt = tx
+            .prepare_cached(sql)
+            .map_err(|e| batch_error("prepare", &e))?;
+        for row in rows {
+            let r = stmt.execute(rusqlite::params![
+                row.id,
+                row.topic,
+                row.partition,
+                row.offset,
+                row.payload
+            ]);
+            results.push(match r {
+                Ok(0) => Ok(Written::Duplicate),
+                Ok(_) => Ok(Written::Inserted),
+                // A constraint declared `ON CONFLICT ROLLBACK` ends the whole
+                // transaction: then it is the batch that failed.
+                Err(e) if is_row_level(&e) && !tx.is_autocommit() => Err(StoreError::Row {
+                    id: row.id.clone(),
+                    source: db_error(&e),
+                }),
+                // Dropping `tx` rolls the batch back.
+                Err(e) => return Err(batch_error("insert", &e)),
+            });
+        }
+    }
+    // On failure the transaction is rolled back when `commit` drops it.
+    tx.commit().map_err(|e| batch_error("commit", &e))?;
+    Ok(results)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    async fn write(&self, rows: &[Row]) -> Result<Vec<RowResult>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn.clone();
+        let sql = self.insert_sql.clone();
+        let rows = rows.to_vec();
+        blocking(move || write_batch(&mut lock(&conn), &sql, &rows)).await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let conn = self.conn.clone();
+        let sql = self.count_sql.clone();
+        blocking(move || {
+            lock(&conn)
+                .query_row(&sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(|e| batch_error("count", &e))
+        })
+        .await
+    }
+}
