@@ -28,3 +28,9 @@ pub use error::KafkaIoError;
 pub use sink::{DeadLetterSink, KafkaSink, ProducerRecord, SinkStats, TracingContext, headers};
 pub use source::{KafkaSource, KafkaSourceHandle, PartitionLag, SourceStats, consumer_group};
 pub use tracker::{OffsetTracker, PartitionState};
+
+/// The README's code blocks, compiled (and the core quick start run) as doc
+/// tests; kept here because this crate depends on everything they use.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

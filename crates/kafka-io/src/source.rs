@@ -16,12 +16,13 @@
 //!
 //! # Backpressure
 //!
-//! When the graph's first mailbox is full, the source pauses every assigned
-//! partition and keeps polling (so `max.poll.interval.ms` is never exceeded
-//! and the group does not rebalance), and resumes when there is room. What
-//! librdkafka prefetches is bounded by `queued.max.messages.kbytes` (16 MiB
-//! by default here, instead of librdkafka's 64 MiB), so memory stays bounded
-//! while paused too.
+//! When the graph's first mailbox is full, the source stops handing out
+//! records and waits for room. If the stall lasts longer than
+//! [`KafkaSource::pause_after`], it pauses every assigned partition and
+//! keeps polling (so `max.poll.interval.ms` is never exceeded and the group
+//! does not rebalance), and resumes when there is room. What librdkafka
+//! prefetches is bounded by `queued.max.messages.kbytes` (16 MiB by default
+//! here, instead of librdkafka's 64 MiB), so memory stays bounded throughout.
 //!
 //! # Rebalances
 //!
@@ -321,7 +322,7 @@ impl ConsumerContext for Callbacks {
                     .stats
                     .commit_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "offset commit failed; the next commit retries");
+                log_commit_failure(&e);
             }
         }
     }
@@ -357,8 +358,17 @@ fn commit(
         }
         Err(e) => {
             shared.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "offset commit failed; the next commit retries");
+            log_commit_failure(&e);
         }
+    }
+}
+
+fn log_commit_failure(e: &rdkafka::error::KafkaError) {
+    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::RebalanceInProgress) {
+        // Expected while a rebalance is pending; the next commit retries.
+        tracing::debug!(error = %e, "offset commit refused during a rebalance");
+    } else {
+        tracing::warn!(error = %e, "offset commit failed; the next commit retries");
     }
 }
 
@@ -428,6 +438,7 @@ pub struct KafkaSource {
     commit_every: usize,
     revoke_timeout: Duration,
     poll_interval: Duration,
+    pause_after: Duration,
     connect_timeout: Duration,
     keep_raw: bool,
     shared: Arc<Shared>,
@@ -458,6 +469,7 @@ impl KafkaSource {
             commit_every: 1_000,
             revoke_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(100),
+            pause_after: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(10),
             keep_raw: true,
             shared: Arc::new(Shared::default()),
@@ -480,6 +492,17 @@ impl KafkaSource {
     /// well below `session.timeout.ms`).
     pub fn revoke_timeout(mut self, timeout: Duration) -> Self {
         self.revoke_timeout = timeout;
+        self
+    }
+
+    /// How long the graph must stay full before the partitions are paused
+    /// (default 500 ms; keep it well below `max.poll.interval.ms`). Shorter
+    /// stalls are ordinary backpressure: the source waits for room without
+    /// polling, and what librdkafka prefetched stays in its bounded buffer.
+    /// Pausing discards that buffer (it is fetched again on resume), so it is
+    /// kept for stalls long enough to threaten the group membership.
+    pub fn pause_after(mut self, after: Duration) -> Self {
+        self.pause_after = after;
         self
     }
 
@@ -508,7 +531,11 @@ impl KafkaSource {
         &self.config
     }
 
-    fn consume(self, mut cx: SourceContext<Bytes>) -> Result<(), KafkaIoError> {
+    fn consume(
+        self,
+        mut cx: SourceContext<Bytes>,
+        rt: tokio::runtime::Handle,
+    ) -> Result<(), KafkaIoError> {
         let shared = self.shared.clone();
         let callbacks = Callbacks {
             shared: shared.clone(),
@@ -529,6 +556,7 @@ impl KafkaSource {
         let mut last_commit = Instant::now();
         let mut last_watermarks = Instant::now();
         let mut draining = false;
+        let mut full_since: Option<Instant> = None;
         let result = loop {
             if cx.is_abandoned() {
                 tracing::warn!(
@@ -544,26 +572,68 @@ impl KafkaSource {
                     offset,
                 });
             }
+            if last_commit.elapsed() >= self.commit_interval
+                || shared.finished_since_commit.load(Ordering::Relaxed) >= self.commit_every
+            {
+                // Synchronous: one round trip per interval (or per
+                // `commit_every` records) keeps the committed view exact,
+                // without relying on librdkafka serving commit callbacks.
+                let offsets = lock(&shared.tracker).to_commit();
+                commit(&consumer, &shared, &offsets, CommitMode::Sync);
+                last_commit = Instant::now();
+            }
+            if last_watermarks.elapsed() >= Duration::from_secs(5) {
+                refresh_watermarks(&consumer, &shared);
+                last_watermarks = Instant::now();
+            }
             if cx.is_shutting_down() && !draining {
                 draining = true;
                 release_held(&shared, None, "shutting down before the graph took it");
                 set_paused(&consumer, &shared, true);
             }
-            if draining && lock(&shared.tracker).in_flight(None) == 0 {
-                break Ok(());
+            if draining {
+                if lock(&shared.tracker).in_flight(None) == 0 {
+                    break Ok(());
+                }
+                // Keep serving the group while the graph drains.
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+                    let env = envelope(&m, &shared, &receiver, &mut topic_names, self.keep_raw);
+                    lock(&shared.held).push_back(env);
+                    release_held(&shared, None, "shutting down before the graph took it");
+                }
+                continue;
             }
-            if !draining {
-                if let Err(closed) = emit_held(&mut cx, &shared) {
-                    break Err(closed);
-                }
-                let full = !lock(&shared.held).is_empty();
-                if full != shared.paused.load(Ordering::Relaxed) {
-                    set_paused(&consumer, &shared, full);
-                }
+            if let Err(closed) = emit_held(&mut cx, &shared) {
+                break Err(closed);
             }
             let paused = shared.paused.load(Ordering::Relaxed);
-            let timeout = if paused {
-                Duration::from_millis(10)
+            if lock(&shared.held).is_empty() {
+                full_since = None;
+                if paused {
+                    set_paused(&consumer, &shared, false);
+                }
+            } else {
+                // The graph is full.
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if !paused && since.elapsed() >= self.pause_after {
+                    set_paused(&consumer, &shared, true);
+                }
+                let wait = if paused {
+                    self.poll_interval
+                } else {
+                    self.pause_after.saturating_sub(since.elapsed())
+                };
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(wait.min(self.poll_interval), cx.ready()).await
+                });
+                if !shared.paused.load(Ordering::Relaxed) {
+                    // Short stall: wait without polling; the prefetched
+                    // records stay in librdkafka's bounded buffer.
+                    continue;
+                }
+            }
+            let timeout = if shared.paused.load(Ordering::Relaxed) {
+                Duration::ZERO
             } else {
                 self.poll_interval
             };
@@ -578,33 +648,16 @@ impl KafkaSource {
                         self.keep_raw,
                     );
                     lock(&shared.held).push_back(env);
-                    if draining {
-                        release_held(&shared, None, "shutting down before the graph took it");
-                    }
                 }
                 Some(Err(e)) => {
                     if let Some((code, reason)) = consumer.client().fatal_error() {
+                        tracing::error!(%reason, "fatal consumer error");
                         break Err(KafkaIoError::Client(
                             rdkafka::error::KafkaError::MessageConsumptionFatal(code),
-                        ))
-                        .inspect_err(|_| tracing::error!(%reason, "fatal consumer error"));
+                        ));
                     }
                     tracing::warn!(error = %e, "consumer error (librdkafka retries)");
                 }
-            }
-            if last_commit.elapsed() >= self.commit_interval
-                || shared.finished_since_commit.load(Ordering::Relaxed) >= self.commit_every
-            {
-                // Synchronous: one round trip per interval (or per
-                // `commit_every` records) keeps the committed view exact,
-                // without relying on librdkafka serving commit callbacks.
-                let offsets = lock(&shared.tracker).to_commit();
-                commit(&consumer, &shared, &offsets, CommitMode::Sync);
-                last_commit = Instant::now();
-            }
-            if last_watermarks.elapsed() >= Duration::from_secs(5) {
-                refresh_watermarks(&consumer, &shared);
-                last_watermarks = Instant::now();
             }
         };
         // Final commit of everything finished, synchronously, then leave the group.
@@ -625,6 +678,9 @@ impl KafkaSource {
         drop(consumer);
         shared.stopped.store(true, Ordering::SeqCst);
         tracing::info!(source = cx.name(), committed = ?offsets, uncommitted, "consumer stopped");
+        if let Err(e) = &result {
+            tracing::error!(source = cx.name(), error = %e, "Kafka source stopped with an error");
+        }
         result
     }
 }
@@ -765,10 +821,11 @@ impl Source for KafkaSource {
     async fn run(self, cx: SourceContext<Bytes>) -> Result<(), BoxError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let name = format!("kafka-{}", cx.name());
+        let rt = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name(name)
             .spawn(move || {
-                let result = self.consume(cx);
+                let result = self.consume(cx, rt);
                 let _ = tx.send(result);
             })
             .map_err(|e| Box::new(e) as BoxError)?;

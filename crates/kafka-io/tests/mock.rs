@@ -279,3 +279,15 @@ async fn more_workers_than_partitions_is_refused() {
         .expect("two workers");
     assert_eq!(ok.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_longer_than_max_poll_interval_keeps_the_group() {
+    let mock = Mock::new(1);
+    scenarios::stall(&mock.brokers, |t, p| mock.topic(t, p)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_when_a_consumer_joins_and_leaves() {
+    let mock = Mock::new(1);
+    scenarios::rebalance(&mock.brokers, |t, p| mock.topic(t, p)).await;
+}

@@ -20,6 +20,17 @@ use tokio::sync::Semaphore;
 
 pub const REAL_BROKER: &str = "127.0.0.1:9092";
 
+/// Shows the source's and librdkafka's logs in a failing test's output
+/// (`RUST_LOG` overrides the default filter).
+pub fn logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// Awaits `fut` or panics naming what it waited for.
 pub async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> F::Output {
     match tokio::time::timeout(limit, fut).await {

@@ -14,6 +14,7 @@ use super::*;
 const LONG: Duration = Duration::from_secs(90);
 
 fn source(brokers: &str, group: &str, topic: &str) -> KafkaSource {
+    logs();
     KafkaSource::new(
         KafkaConfig::new(brokers)
             .set("session.timeout.ms", "6000")
@@ -209,6 +210,7 @@ pub async fn crash_and_restart(brokers: &str, create: impl Fn(&str, i32)) {
 /// Downstream blocked for longer than max.poll.interval.ms: the source
 /// pauses and keeps polling, so there is no rebalance and nothing is lost.
 pub async fn stall(brokers: &str, create: impl Fn(&str, i32)) {
+    logs();
     const PARTS: i32 = 2;
     const N: u64 = 200;
     let topic = unique("stall");
