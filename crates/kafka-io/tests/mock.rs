@@ -291,3 +291,68 @@ async fn rebalance_when_a_consumer_joins_and_leaves() {
     let mock = Mock::new(1);
     scenarios::rebalance(&mock.brokers, |t, p| mock.topic(t, p)).await;
 }
+
+/// The seeds' many-workers pattern: three members of one consumer group in
+/// one process, merged into one stream: each gets a share of the partitions,
+/// every record comes out, the group commits everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_workers_in_one_group_share_the_partitions() {
+    const PARTS: i32 = 6;
+    const N: u64 = 1_200;
+    let mock = Mock::new(1);
+    mock.topic("many", PARTS);
+    produce_numbers(&mock.brokers, "many", PARTS, N).await;
+    let config = KafkaConfig::new(&mock.brokers).set("session.timeout.ms", "6000");
+    let workers = sluicegate_kafka_io::consumer_group(
+        &config,
+        "g-many",
+        &["many"],
+        3,
+        Duration::from_secs(5),
+    )
+    .expect("three workers");
+    let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();
+    let rec = Recorder {
+        max_delay_ms: 1,
+        ..Recorder::default()
+    };
+    let mut g = Graph::builder("many");
+    let streams = workers
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            g.source(
+                format!("kafka-{i}"),
+                w.commit_interval(Duration::from_millis(20)),
+            )
+        })
+        .collect();
+    sluicegate_core::Stream::merge(streams).to(StageSpec::new("sink", rec.clone())
+        .capacity(16)
+        .concurrency(8));
+    let running = g.build().expect("valid").start().await.expect("starts");
+    eventually(LONG, "every record", || {
+        histogram(&rec.seen()).len() == N as usize
+    })
+    .await;
+    eventually(LONG, "the group to commit everything", || {
+        committed(&mock.brokers, "g-many", "many", PARTS) == vec![Some(200); PARTS as usize]
+    })
+    .await;
+    let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
+    assert!(report.is_clean(), "{report:?}");
+    for (i, h) in handles.iter().enumerate() {
+        assert!(
+            h.stats().records.load(Ordering::SeqCst) > 0,
+            "worker {i} got no records"
+        );
+    }
+    let total: u64 = handles
+        .iter()
+        .map(|h| h.stats().records.load(Ordering::SeqCst))
+        .sum();
+    println!(
+        "many workers: {total} records handed out for {N} ({} duplicates after rebalances)",
+        rec.count() - N as usize
+    );
+}
