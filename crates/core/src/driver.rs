@@ -171,16 +171,12 @@ impl<'a, O: Send + 'static> Settle<'a, O> {
         if self.pending.is_empty() {
             return true;
         }
-        let sent = self.cx.metrics.items_out.load(AtomicOrdering::Relaxed);
         let n = self.pending.len() as u64;
         let result = outlet
             .flush(&mut self.pending, rx_release, &self.cx.abandon)
             .await;
         let left = self.pending.len() as u64;
-        self.cx
-            .metrics
-            .items_out
-            .store(sent + (n - left), AtomicOrdering::Relaxed);
+        StageMetrics::add(&self.cx.metrics.items_out, n - left);
         match result {
             Ok(()) => true,
             Err(stop) => {

@@ -55,6 +55,7 @@ use sluicegate_core::{
 
 use crate::config::KafkaConfig;
 use crate::error::KafkaIoError;
+use crate::sink::TracingContext;
 use crate::tracker::{Finish, OffsetTracker, PartitionState};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,19 +208,11 @@ struct Callbacks {
 
 impl ClientContext for Callbacks {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(target: "librdkafka", fac, "{log_message}")
-            }
-            L::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
-            L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{log_message}"),
-            L::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+        TracingContext.log(level, fac, log_message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "{reason}");
+        TracingContext.error(error, reason);
     }
 }
 
