@@ -922,9 +922,31 @@ impl RunningGraph {
     /// than `deadline`, everything still in the graph is abandoned: its
     /// acknowledgements resolve as failed ([`FailureKind::Abandoned`](crate::FailureKind::Abandoned)),
     /// never as delivered, and [`Report::drained`] is false.
-    pub async fn shutdown(mut self, deadline: Duration) -> Report {
-        self.shutdown.cancel();
+    pub async fn shutdown(self, deadline: Duration) -> Report {
+        self.drain(deadline, Vec::new()).await
+    }
+
+    /// Runs until the graph ends by itself (its sources ended, or a fatal
+    /// error stopped it) or `stop` completes, whichever is first; after
+    /// `stop`, shuts down as [`shutdown`](RunningGraph::shutdown) does, with
+    /// `deadline`. This is what a binary wants: run until a signal, then
+    /// drain within a bound.
+    pub async fn run_until(mut self, stop: impl Future<Output = ()>, deadline: Duration) -> Report {
         let mut errors = Vec::new();
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            tokio::select! {
+                joined = self.tasks.join_next_with_id() => match joined {
+                    Some(joined) => collect(joined, &self.names, &mut errors, &self.shutdown),
+                    None => return self.report(true, errors),
+                },
+                () = &mut stop => return self.drain(deadline, errors).await,
+            }
+        }
+    }
+
+    async fn drain(mut self, deadline: Duration, mut errors: Vec<GraphError>) -> Report {
+        self.shutdown.cancel();
         let until = tokio::time::Instant::now() + deadline;
         let mut drained = true;
         loop {

@@ -157,3 +157,59 @@ async fn dropping_a_running_graph_abandons_without_leaks() {
     assert_eq!(acks.failed(), 7);
     assert_eq!(sluicegate_core::ack::leaked_total(), leaked_before);
 }
+
+#[tokio::test(start_paused = true)]
+async fn run_until_ends_with_the_sources_when_stop_never_comes() {
+    let acks = AckLog::new();
+    let sink = CollectSink::new();
+    let mut g = Graph::builder("to_the_end");
+    g.source("src", VecSource::new((0..500u64).collect(), acks.clone()))
+        .to(StageSpec::new("sink", sink.clone()).capacity(8));
+    let running = g.build().expect("valid").start().await.expect("starts");
+    let never = std::future::pending::<()>();
+    let report = within(
+        LIMIT,
+        "the graph to end",
+        running.run_until(never, Duration::from_secs(1)),
+    )
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(sink.len(), 500);
+    acks.assert_each_once(500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_until_drains_when_stop_completes() {
+    let acks = AckLog::new();
+    let gate = Gate::new();
+    let sink = GatedSink::new(gate.clone());
+    let source = VecSource::new((0..1_000u64).collect(), acks.clone());
+    let emitted = source.emitted();
+    let mut g = Graph::builder("stopped");
+    g.source("src", source)
+        .to(StageSpec::new("sink", sink.clone()).capacity(4));
+    let running = g.build().expect("valid").start().await.expect("starts");
+    let stop = {
+        let gate = gate.clone();
+        async move {
+            gate.wait_for_waiting(1).await;
+            // The stop request arrives; the gate opens so the drain can finish.
+            gate.open_all();
+        }
+    };
+    let report = within(
+        LIMIT,
+        "run_until to drain",
+        running.run_until(stop, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    let emitted = emitted.load(Ordering::SeqCst) as usize;
+    assert!(emitted < 1_000, "the source should have stopped early");
+    assert_eq!(
+        acks.delivered(),
+        emitted,
+        "everything accepted was delivered"
+    );
+    acks.assert_each_once(emitted as i64);
+}
