@@ -1,0 +1,83 @@
+//! The `sluicegate` binary. See `sluicegate --help`.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use sluicegate_runner::app::{self, RunOptions};
+use sluicegate_runner::cli::{Cli, Command, LogFormat, exit};
+use sluicegate_runner::runner::LiveView;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with code 0; mistakes to stderr with 2.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluicegate: cannot start the async runtime: {e}");
+            std::process::exit(exit::FAILED);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => {
+                let settings = args
+                    .settings()
+                    .map_err(|e| app::AppError::Config(e.to_string()))?;
+                let live_view = if args.quiet {
+                    LiveView::Off
+                } else if args.live {
+                    LiveView::Force
+                } else {
+                    LiveView::Auto
+                };
+                app::run(
+                    settings,
+                    RunOptions {
+                        live_view,
+                        summary_file: args.summary_file.clone(),
+                    },
+                )
+                .await
+            }
+            Command::Produce(args) => app::produce(args).await,
+        }
+    });
+    // Kafka clients and the blocking pool may still be winding down; the
+    // outcome is decided, so do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("sluicegate: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(sluicegate_runner::view::LogWriter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}

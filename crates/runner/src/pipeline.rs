@@ -1,0 +1,306 @@
+//! The reference pipeline, built in code:
+//!
+//! ```text
+//! kafka (input topic) → decode → validate → transform ─┬→ store   (SQLite / PostgreSQL, batched)
+//!                                (blocking pool)      └→ produce (output topic)
+//! any failure ──→ dead_letters (dead-letter topic, headers name the reason)
+//! ```
+//!
+//! A record's offset is committed only once every branch finished it: stored
+//! (or found already stored) and delivered to the output topic, or
+//! dead-lettered. Reading a record twice stores it once (rows are keyed by
+//! the record's origin).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use sluicegate_core::{
+    BatchConfig, BatchSpec, Graph, Overflow, StageSpec, Stream, blocking, try_map,
+};
+use sluicegate_kafka_io::{
+    DeadLetterSink, KafkaConfig, KafkaIoError, KafkaSink, KafkaSource, KafkaSourceHandle,
+    ProducerRecord, SinkStats, consumer_group,
+};
+use sluicegate_stages::Record;
+use sluicegate_stages::codec::{Codec, Json};
+use sluicegate_stages::store::{Store, StoreError, StoreStage, StoreStats};
+use sluicegate_stages::transform::{EnrichAndHash, EnrichConfig};
+use sluicegate_stages::validate::{Field, Kind, ValidationStats, Validator};
+
+use crate::generate::MAX_PAYLOAD_BYTES;
+use crate::settings::{Settings, StageSettings};
+
+/// Why the pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A Kafka problem: a bad property, the cluster unreachable, a topic
+    /// missing, more workers than partitions.
+    #[error(transparent)]
+    Kafka(#[from] KafkaIoError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else about the settings.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The handles the runner reports from, beside the built graph.
+pub struct Pipeline {
+    /// One handle per consumer in this process: offsets, lag, stats.
+    pub sources: Vec<KafkaSourceHandle>,
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Rows inserted, duplicates, commits, retries.
+    pub store_stats: StoreStats,
+    /// Rejections per rule.
+    pub validator: Validator,
+    /// Deliveries to the output topic (`None` with no output topic).
+    pub produced: Option<Arc<SinkStats>>,
+}
+
+/// The validation rules of the reference pipeline's events.
+///
+/// # Errors
+///
+/// Never in practice (the patterns are constants); a bad pattern is reported.
+pub fn validator() -> Result<Validator, PipelineError> {
+    Validator::builder()
+        .max_payload_bytes(MAX_PAYLOAD_BYTES)
+        .field(
+            Field::new("id")
+                .required()
+                .kind(Kind::String)
+                .pattern("^[A-Za-z0-9_.-]{1,64}$"),
+        )
+        .field(
+            Field::new("user")
+                .required()
+                .kind(Kind::String)
+                .max_length(64),
+        )
+        .field(
+            Field::new("email")
+                .kind(Kind::String)
+                .pattern(r"^[^@\s]+@[^@\s]+$"),
+        )
+        .field(
+            Field::new("amount")
+                .required()
+                .kind(Kind::Number)
+                .range(0.0, 1_000_000.0),
+        )
+        .field(
+            Field::new("currency")
+                .required()
+                .one_of(["EUR", "USD", "GBP", "JPY"]),
+        )
+        .field(Field::new("ts").required().kind(Kind::Integer))
+        .build()
+        .map_err(|e| PipelineError::Config(e.to_string()))
+}
+
+/// The Kafka client settings of a run against `brokers`: the user's
+/// properties over `auto.offset.reset=earliest`.
+pub fn kafka_config(settings: &Settings, brokers: &str) -> KafkaConfig {
+    // A new group starts at the beginning of the topic: nothing already in
+    // it is skipped. A property given by the user wins.
+    let mut config = KafkaConfig::new(brokers)
+        .client_id("sluicegate")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &settings.kafka.properties {
+        config = config.set(k.clone(), v.clone());
+    }
+    config
+}
+
+fn spec<S: sluicegate_core::Stage>(name: &str, stage: S, s: &StageSettings) -> StageSpec<S> {
+    StageSpec::new(name, stage)
+        .capacity(s.capacity)
+        .overflow(Overflow::from(s.overflow))
+}
+
+/// Builds the reference pipeline against `brokers`, checking up front that
+/// the cluster answers, the input topic exists and the database opens.
+///
+/// Returns the graph, ready to start, and the handles to report from.
+///
+/// # Errors
+///
+/// [`PipelineError`] naming what is missing or wrong.
+pub async fn build(
+    settings: &Settings,
+    brokers: &str,
+    store: Arc<dyn Store>,
+) -> Result<(Graph, Pipeline), PipelineError> {
+    let k = &settings.kafka;
+    let config = kafka_config(settings, brokers);
+    let connect = Duration::from_millis(k.connect_timeout_ms);
+    let sources = {
+        let config = config.clone();
+        let group = k.group.clone();
+        let topic = k.input_topic.clone();
+        let workers = k.workers;
+        tokio::task::spawn_blocking(move || {
+            consumer_group(&config, &group, &[topic.as_str()], workers, connect)
+        })
+        .await
+        .map_err(|e| PipelineError::Config(format!("checking the cluster: {e}")))??
+    };
+    let sources: Vec<KafkaSource> = sources
+        .into_iter()
+        .map(|s| {
+            s.commit_interval(Duration::from_millis(k.commit_interval_ms))
+                .commit_every(k.commit_every)
+                .pause_after(Duration::from_millis(k.pause_after_ms))
+                .revoke_timeout(Duration::from_millis(k.revoke_timeout_ms))
+                .keep_raw(true)
+        })
+        .collect();
+    let handles = sources.iter().map(KafkaSource::handle).collect();
+
+    let st = &settings.stages;
+    let validator = validator()?;
+    let store_stage = StoreStage::<Record>::new(store.clone());
+    let store_stats = store_stage.stats();
+
+    let mut g = Graph::builder("sluicegate");
+    g.dead_letters(
+        spec(
+            "dead_letters",
+            DeadLetterSink::new(&config, k.dead_letter_topic.clone())?,
+            &st.dead_letters,
+        )
+        .concurrency(st.dead_letters.workers),
+    );
+    let streams: Vec<Stream<Bytes>> = if sources.len() == 1 {
+        sources.into_iter().map(|s| g.source("kafka", s)).collect()
+    } else {
+        sources
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| g.source(format!("kafka-{i}"), s))
+            .collect()
+    };
+    let input = if streams.len() == 1 {
+        streams
+            .into_iter()
+            .next()
+            .ok_or_else(|| PipelineError::Config("no consumer".into()))?
+    } else {
+        Stream::merge(streams)
+    };
+
+    let enrich = EnrichAndHash::new(
+        EnrichConfig::new(hash_key(), ["email"]).rounds(settings.run.hash_rounds),
+    );
+    let panic_suffix = settings.run.panic_on_id_suffix.clone();
+    let transform = blocking(st.transform.workers, move |mut r: Record| {
+        if !panic_suffix.is_empty()
+            && r.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id.ends_with(&panic_suffix))
+        {
+            panic!("fault injection: id ends with {panic_suffix:?}");
+        }
+        let amount = r.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
+        r.insert(
+            "amount_cents".into(),
+            Value::from((amount * 100.0).round() as i64),
+        );
+        Ok::<_, std::convert::Infallible>(enrich.apply(r))
+    });
+    let validated = input
+        .via(spec(
+            "decode",
+            try_map(|payload: Bytes| {
+                if payload.len() > MAX_PAYLOAD_BYTES {
+                    return Err(format!(
+                        "payload of {} bytes is over the limit of {MAX_PAYLOAD_BYTES} bytes",
+                        payload.len()
+                    ));
+                }
+                Codec::<Value>::decode(&Json, &payload).map_err(|e| e.to_string())
+            }),
+            &st.decode,
+        ))
+        .via(spec(
+            "validate",
+            {
+                let v = validator.clone();
+                try_map(move |value: Value| v.validate_value(value))
+            },
+            &st.validate,
+        ))
+        .via(
+            spec("transform", transform, &st.transform)
+                .concurrency(st.transform.workers)
+                .order(st.transform.order.into()),
+        );
+    let batch = BatchConfig::new(
+        settings.store.batch,
+        Duration::from_millis(settings.store.batch_wait_ms),
+    );
+    let produced = if k.output_topic.is_empty() {
+        validated.to_batch(
+            BatchSpec::new("store", store_stage, batch)
+                .capacity(st.store.capacity)
+                .overflow(st.store.overflow.into()),
+        );
+        None
+    } else {
+        let sink = KafkaSink::new(&config, k.output_topic.clone())?.preserve_key(true);
+        let stats = sink.stats();
+        let mut branches = validated.broadcast(2).into_iter();
+        let (to_store, to_topic) = match (branches.next(), branches.next()) {
+            (Some(a), Some(b)) => (a, b),
+            _ => {
+                return Err(PipelineError::Config(
+                    "broadcast gave fewer than 2 branches".into(),
+                ));
+            }
+        };
+        to_store.to_batch(
+            BatchSpec::new("store", store_stage, batch)
+                .capacity(st.store.capacity)
+                .overflow(st.store.overflow.into()),
+        );
+        to_topic
+            .via(spec(
+                "encode",
+                try_map(|r: Record| serde_json::to_vec(&r).map(ProducerRecord::new)),
+                &st.produce,
+            ))
+            .to(spec("produce", sink, &st.produce).concurrency(st.produce.workers));
+        Some(stats)
+    };
+    let graph = g
+        .build()
+        .map_err(|e| PipelineError::Config(e.to_string()))?;
+    Ok((
+        graph,
+        Pipeline {
+            sources: handles,
+            store,
+            store_stats,
+            validator,
+            produced,
+        },
+    ))
+}
+
+/// The pseudonymisation key: `SLUICEGATE_HASH_KEY`, or a fixed development
+/// key (pseudonyms are then only as secret as this source file).
+fn hash_key() -> Vec<u8> {
+    match std::env::var("SLUICEGATE_HASH_KEY") {
+        Ok(k) if !k.is_empty() => k.into_bytes(),
+        _ => b"sluicegate-development-key".to_vec(),
+    }
+}
+
+/// Rejections per rule, for the summary.
+pub fn rejections(validator: &Validator) -> ValidationStats {
+    validator.stats()
+}

@@ -1,0 +1,296 @@
+//! [`Runner`]: hosts any graph with the binary's plumbing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluicegate_core::{CancellationToken, Graph, GraphError, Report};
+
+use crate::cli::exit;
+use crate::http::{self, Phase, StatusBoard};
+use crate::view;
+
+/// When to draw the live view on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LiveView {
+    /// When stderr is a terminal.
+    #[default]
+    Auto,
+    /// Never (`--quiet`).
+    Off,
+    /// Always, even into a pipe or file (`--live`).
+    Force,
+}
+
+/// How a [`Runner`] hosts a graph.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Where the status server listens; `None` for none.
+    pub http: Option<SocketAddr>,
+    /// How long the graph may drain after a stop before what is left is
+    /// abandoned (failed, never acknowledged as done).
+    pub drain_timeout: Duration,
+    /// The live view.
+    pub live_view: LiveView,
+    /// Whether SIGINT and SIGTERM stop the graph (a second one forces the
+    /// process to exit with [`exit::FORCED`]).
+    pub handle_signals: bool,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            http: None,
+            drain_timeout: Duration::from_secs(30),
+            live_view: LiveView::Auto,
+            handle_signals: true,
+        }
+    }
+}
+
+/// Why the graph stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its sources ended (or a fatal error stopped it).
+    Finished,
+    /// The caller's stop condition completed.
+    Condition,
+    /// A signal, by name.
+    Signal(&'static str),
+}
+
+/// How a hosted run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The graph's report.
+    pub report: Report,
+    /// Why it stopped.
+    pub stopped: Stopped,
+}
+
+impl Outcome {
+    /// The process exit code: [`exit::OK`] when the graph drained with no
+    /// fatal error and nothing abandoned, else [`exit::FAILED`].
+    pub fn exit_code(&self) -> i32 {
+        if self.report.is_clean() {
+            exit::OK
+        } else {
+            exit::FAILED
+        }
+    }
+}
+
+/// Hosts a graph: starts the status server and the live view, runs the
+/// graph until it ends, a stop condition completes or a signal arrives,
+/// then drains it within the deadline.
+///
+/// ```no_run
+/// use sluicegate_core::{Graph, StageSpec, map};
+/// use sluicegate_core::testing::{AckLog, CollectSink, VecSource};
+/// use sluicegate_runner::{Runner, RunnerOptions};
+///
+/// # async fn run() -> anyhow::Result<()> {
+/// let mut g = Graph::builder("mine");
+/// g.source("numbers", VecSource::new((0..1_000u64).collect(), AckLog::new()))
+///     .via(StageSpec::new("double", map(|x: u64| x * 2)))
+///     .to(StageSpec::new("out", CollectSink::new()));
+/// let runner = Runner::new(RunnerOptions {
+///     http: Some("127.0.0.1:9898".parse()?),
+///     ..RunnerOptions::default()
+/// });
+/// let outcome = runner.run(g.build()?, std::future::pending()).await?;
+/// std::process::exit(outcome.exit_code());
+/// # }
+/// ```
+#[derive(Default)]
+pub struct Runner {
+    options: RunnerOptions,
+    extra: Option<ExtraStatus>,
+}
+
+type ExtraStatus = std::sync::Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("options", &self.options)
+            .field("extra_status", &self.extra.is_some())
+            .finish()
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The status server could not bind its address.
+    #[error("status server: {0:#}")]
+    Http(anyhow::Error),
+    /// The graph would not start.
+    #[error("starting the pipeline: {0}")]
+    Start(#[from] GraphError),
+}
+
+impl Runner {
+    /// A runner with `options`.
+    pub fn new(options: RunnerOptions) -> Self {
+        Runner {
+            options,
+            extra: None,
+        }
+    }
+
+    /// Extra JSON for `/status` under `"extra"` (Kafka lag, counters),
+    /// computed at each request.
+    pub fn extra_status(
+        mut self,
+        f: impl Fn() -> serde_json::Value + Send + Sync + 'static,
+    ) -> Self {
+        self.extra = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Runs `graph` until it ends by itself, `stop` completes, or (with
+    /// signal handling on) SIGINT or SIGTERM arrives; then drains it within
+    /// the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError`] when the status server cannot bind or the graph cannot
+    /// start.
+    pub async fn run(
+        &self,
+        graph: Graph,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Outcome, RunError> {
+        let metrics = graph.metrics().clone();
+        let board = StatusBoard::new(metrics.clone());
+        if let Some(extra) = &self.extra {
+            let extra = extra.clone();
+            board.set_extra(move || extra());
+        }
+        board.set_phase(Phase::Starting);
+        let quit = CancellationToken::new();
+        let server = match self.options.http {
+            Some(addr) => {
+                let server = http::serve(addr, board.clone(), quit.clone())
+                    .await
+                    .map_err(RunError::Http)?;
+                tracing::info!(
+                    "status page on http://{0}/ (metrics: http://{0}/metrics)",
+                    server.local_addr()
+                );
+                Some(server)
+            }
+            None => None,
+        };
+        let live = match self.options.live_view {
+            LiveView::Off => None,
+            LiveView::Auto => Some(view::spawn(
+                metrics,
+                Duration::from_secs(1),
+                false,
+                quit.clone(),
+            )),
+            LiveView::Force => Some(view::spawn(
+                metrics,
+                Duration::from_secs(1),
+                true,
+                quit.clone(),
+            )),
+        };
+
+        let running = match graph.start().await {
+            Ok(r) => r,
+            Err(e) => {
+                board.set_phase(Phase::Failed(e.to_string()));
+                quit.cancel();
+                return Err(e.into());
+            }
+        };
+        board.set_phase(Phase::Running);
+        let (why_tx, mut why_rx) = tokio::sync::watch::channel(Stopped::Finished);
+        let signals = self.options.handle_signals;
+        let stop_board = board.clone();
+        let done = quit.clone();
+        let stop_all = async move {
+            tokio::select! {
+                () = stop => { let _ = why_tx.send(Stopped::Condition); }
+                name = first_signal(signals) => {
+                    tracing::info!(signal = name, "stopping: draining (a second signal forces exit)");
+                    let _ = why_tx.send(Stopped::Signal(name));
+                }
+            }
+            stop_board.set_phase(Phase::Draining);
+            if signals {
+                // While draining, a (further) signal forces the exit.
+                tokio::spawn(async move {
+                    tokio::select! {
+                        name = first_signal(true) => {
+                            eprintln!("sluicegate: {name} while draining: exiting now; unfinished records are read again at the next start");
+                            std::process::exit(exit::FORCED);
+                        }
+                        () = done.cancelled() => {}
+                    }
+                });
+            }
+        };
+        let report = running
+            .run_until(stop_all, self.options.drain_timeout)
+            .await;
+        let stopped = why_rx.borrow_and_update().clone();
+        board.set_phase(if report.is_clean() {
+            Phase::Stopped
+        } else {
+            Phase::Failed(describe(&report))
+        });
+        quit.cancel();
+        if let Some(live) = live {
+            let _ = live.await;
+        }
+        if let Some(server) = server {
+            server.stopped().await;
+        }
+        Ok(Outcome { report, stopped })
+    }
+}
+
+fn describe(report: &Report) -> String {
+    if let Some(e) = report.errors.first() {
+        e.to_string()
+    } else if !report.drained {
+        format!("did not drain; {} records abandoned", report.abandoned)
+    } else {
+        "stopped".into()
+    }
+}
+
+/// The first SIGINT or SIGTERM; never, when `enabled` is false.
+async fn first_signal(enabled: bool) -> &'static str {
+    if !enabled {
+        return std::future::pending().await;
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => {
+                tracing::warn!(
+                    "cannot install signal handlers; stop with the status of the process manager"
+                );
+                std::future::pending().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

@@ -1,0 +1,440 @@
+//! Everything the reference pipeline can be told, with its defaults.
+//!
+//! Settings come from three places, strongest first: a flag (or its
+//! environment variable, see [`cli`](crate::cli)), a key in the optional TOML
+//! file given with `--config`, and the defaults below. The TOML file mirrors
+//! the struct; every key is optional:
+//!
+//! ```toml
+//! [kafka]
+//! brokers = "10.0.0.5:9092"       # leave out for the embedded mock cluster
+//! group = "sluicegate"
+//! input_topic = "events"
+//! output_topic = "events-clean"   # "" to produce nothing
+//! dead_letter_topic = "events-dlq"
+//! workers = 1                     # consumers of the group in this process
+//! commit_interval_ms = 1000
+//! commit_every = 1000
+//! pause_after_ms = 500
+//! revoke_timeout_ms = 10000
+//! connect_timeout_ms = 10000
+//! [kafka.properties]              # any librdkafka property, passed through
+//! "security.protocol" = "SASL_SSL"
+//!
+//! [store]
+//! url = "postgres://app@db/events" # or sqlite://PATH
+//! table = "events"
+//! batch = 500
+//! batch_wait_ms = 50
+//!
+//! [stages.transform]
+//! capacity = 64
+//! workers = 2
+//! order = "unordered"             # or "preserve", "per-key"
+//! overflow = "block"              # or "drop-newest", "drop-oldest"
+//!
+//! [run]
+//! http = "127.0.0.1:9898"         # "off" for no HTTP server
+//! drain_timeout_s = 30
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluicegate_core::{Order, Overflow};
+
+/// All settings of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The Kafka side: brokers, group, topics, commits.
+    pub kafka: KafkaSettings,
+    /// The database the `store` stage writes to.
+    pub store: StoreSettings,
+    /// Mailboxes and workers of each stage.
+    pub stages: StagesSettings,
+    /// The embedded default's generated input.
+    pub embedded: EmbeddedSettings,
+    /// HTTP, drain, stop condition, fault injection.
+    pub run: RunSettings,
+}
+
+/// The Kafka side of the pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers; `None` starts librdkafka's mock cluster in-process.
+    pub brokers: Option<String>,
+    /// Consumer group id; every process with the same group shares the
+    /// input's partitions.
+    pub group: String,
+    /// Topic read from.
+    pub input_topic: String,
+    /// Topic the transformed records are produced to; empty for none.
+    pub output_topic: String,
+    /// Topic failed records go to, with headers naming why.
+    pub dead_letter_topic: String,
+    /// Members of the consumer group in this process.
+    pub workers: usize,
+    /// Commit the finished prefix at least this often.
+    pub commit_interval_ms: u64,
+    /// Commit after this many records finished.
+    pub commit_every: usize,
+    /// Pause the partitions when the pipeline stays full this long.
+    pub pause_after_ms: u64,
+    /// On revoke, wait this long for in-flight records before releasing.
+    pub revoke_timeout_ms: u64,
+    /// Give up at start if the cluster does not answer within this.
+    pub connect_timeout_ms: u64,
+    /// librdkafka properties passed through unchanged (SASL, TLS, tuning).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: None,
+            group: "sluicegate".into(),
+            input_topic: "events".into(),
+            output_topic: "events-clean".into(),
+            dead_letter_topic: "events-dlq".into(),
+            workers: 1,
+            commit_interval_ms: 1_000,
+            commit_every: 1_000,
+            pause_after_ms: 500,
+            revoke_timeout_ms: 10_000,
+            connect_timeout_ms: 10_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The database side.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `postgres://...`, `host=... dbname=...` or `sqlite://PATH`. `None`:
+    /// with a real cluster, SQLite at `sluicegate.db`; in the embedded
+    /// default, a fresh SQLite file in the temporary directory.
+    pub url: Option<String>,
+    /// Table written to (created if missing).
+    pub table: String,
+    /// Rows per transaction at most.
+    pub batch: usize,
+    /// A batch is written when it is full or its first row waited this long.
+    pub batch_wait_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            table: "events".into(),
+            batch: 500,
+            batch_wait_ms: 50,
+        }
+    }
+}
+
+/// How to handle a full mailbox (mirrors [`Overflow`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverflowSetting {
+    /// Wait for room: nothing is lost, the slowness travels upstream.
+    #[default]
+    Block,
+    /// Drop the new record (counted; its offset still commits).
+    DropNewest,
+    /// Drop the oldest waiting record (counted; its offset still commits).
+    DropOldest,
+}
+
+impl From<OverflowSetting> for Overflow {
+    fn from(o: OverflowSetting) -> Self {
+        match o {
+            OverflowSetting::Block => Overflow::Block,
+            OverflowSetting::DropNewest => Overflow::DropNewest,
+            OverflowSetting::DropOldest => Overflow::DropOldest,
+        }
+    }
+}
+
+/// Output order of a stage with several workers (mirrors [`Order`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderSetting {
+    /// Results leave as they finish (offsets still commit in order).
+    #[default]
+    Unordered,
+    /// Results leave in input order.
+    Preserve,
+    /// Results with the same Kafka key leave in input order.
+    PerKey,
+}
+
+impl From<OrderSetting> for Order {
+    fn from(o: OrderSetting) -> Self {
+        match o {
+            OrderSetting::Unordered => Order::Unordered,
+            OrderSetting::Preserve => Order::Preserve,
+            OrderSetting::PerKey => Order::PerKey,
+        }
+    }
+}
+
+/// One stage's mailbox and workers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StageSettings {
+    /// Records waiting plus in progress, at most.
+    pub capacity: usize,
+    /// What a full mailbox does to the stage before it.
+    pub overflow: OverflowSetting,
+    /// Records processed at once.
+    pub workers: usize,
+    /// Output order when `workers > 1`.
+    pub order: OrderSetting,
+}
+
+impl StageSettings {
+    fn with(capacity: usize, workers: usize) -> Self {
+        StageSettings {
+            capacity,
+            overflow: OverflowSetting::Block,
+            workers,
+            order: OrderSetting::Unordered,
+        }
+    }
+}
+
+impl Default for StageSettings {
+    fn default() -> Self {
+        StageSettings::with(256, 1)
+    }
+}
+
+/// The stages of the reference pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StagesSettings {
+    /// Bytes to JSON.
+    pub decode: StageSettings,
+    /// The schema rules.
+    pub validate: StageSettings,
+    /// Enrich and hash, on the blocking pool.
+    pub transform: StageSettings,
+    /// The database writes (its `workers` is ignored: one batch at a time).
+    pub store: StageSettings,
+    /// Producing to the output topic (`workers` = deliveries in flight).
+    pub produce: StageSettings,
+    /// Producing failures to the dead-letter topic.
+    pub dead_letters: StageSettings,
+}
+
+impl Default for StagesSettings {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        StagesSettings {
+            decode: StageSettings::with(256, 1),
+            validate: StageSettings::with(256, 1),
+            transform: StageSettings::with(8 * cores, cores),
+            store: StageSettings::with(2_000, 1),
+            produce: StageSettings::with(2_048, 1_024),
+            dead_letters: StageSettings::with(256, 64),
+        }
+    }
+}
+
+/// The generated input of the embedded default (and of `sluicegate produce`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedSettings {
+    /// Records generated into the input topic.
+    pub records: u64,
+    /// Partitions of the generated topics.
+    pub partitions: i32,
+    /// Share of malformed records, 0.0 to 1.0.
+    pub malformed: f64,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        EmbeddedSettings {
+            records: 100_000,
+            partitions: 8,
+            malformed: 0.02,
+        }
+    }
+}
+
+/// How the run is hosted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSettings {
+    /// Address of the status server, or `"off"`.
+    pub http: String,
+    /// After a signal, how long the pipeline may take to drain.
+    pub drain_timeout_s: u64,
+    /// Stop by itself once the group has committed everything that was in
+    /// the input topic when the run started (always on in the embedded
+    /// default).
+    pub until_caught_up: bool,
+    /// HMAC rounds per pseudonymised field (the transform's CPU cost).
+    pub hash_rounds: u32,
+    /// Fault injection for tests: the transform panics on records whose
+    /// `id` ends with this suffix. Off when empty.
+    pub panic_on_id_suffix: String,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            http: "127.0.0.1:9898".into(),
+            drain_timeout_s: 30,
+            until_caught_up: false,
+            hash_rounds: 16,
+            panic_on_id_suffix: String::new(),
+        }
+    }
+}
+
+/// A setting that cannot be used, naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value out of range or inconsistent with another.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The setting, as a TOML key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Reads the TOML file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`SettingsError::Read`] or [`SettingsError::Parse`], naming the file.
+    pub fn from_file(path: &Path) -> Result<Settings, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| SettingsError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Checks ranges and consistency.
+    ///
+    /// # Errors
+    ///
+    /// [`SettingsError::Invalid`] naming the first bad key.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |key: &str, message: &str| {
+            Err(SettingsError::Invalid {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        let stages = [
+            ("decode", &self.stages.decode),
+            ("validate", &self.stages.validate),
+            ("transform", &self.stages.transform),
+            ("store", &self.stages.store),
+            ("produce", &self.stages.produce),
+            ("dead_letters", &self.stages.dead_letters),
+        ];
+        for (name, s) in stages {
+            if s.capacity == 0 {
+                return bad(&format!("stages.{name}.capacity"), "must be at least 1");
+            }
+            if s.workers == 0 {
+                return bad(&format!("stages.{name}.workers"), "must be at least 1");
+            }
+            if s.workers > s.capacity {
+                return bad(
+                    &format!("stages.{name}.workers"),
+                    &format!(
+                        "{} workers need a capacity of at least {} (capacity counts records in progress); raise stages.{name}.capacity",
+                        s.workers, s.workers
+                    ),
+                );
+            }
+        }
+        if self.store.batch == 0 {
+            return bad("store.batch", "must be at least 1");
+        }
+        if self.kafka.workers == 0 {
+            return bad("kafka.workers", "must be at least 1");
+        }
+        if self.kafka.input_topic.is_empty() {
+            return bad("kafka.input_topic", "must not be empty");
+        }
+        if self.kafka.dead_letter_topic.is_empty() {
+            return bad("kafka.dead_letter_topic", "must not be empty");
+        }
+        if self.kafka.group.is_empty() {
+            return bad("kafka.group", "must not be empty");
+        }
+        if !(0.0..=1.0).contains(&self.embedded.malformed) {
+            return bad("embedded.malformed", "must be between 0.0 and 1.0");
+        }
+        if self.embedded.partitions < 1 {
+            return bad("embedded.partitions", "must be at least 1");
+        }
+        if self.http_addr().is_err() {
+            return bad(
+                "run.http",
+                &format!(
+                    "{:?} is not an address like 127.0.0.1:9898 (or \"off\")",
+                    self.run.http
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The status server's address, `None` when off.
+    ///
+    /// # Errors
+    ///
+    /// When `run.http` is neither `off` nor a socket address.
+    pub fn http_addr(&self) -> Result<Option<std::net::SocketAddr>, std::net::AddrParseError> {
+        match self.run.http.trim() {
+            "off" | "" => Ok(None),
+            addr => addr.parse().map(Some),
+        }
+    }
+
+    /// The drain deadline.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.run.drain_timeout_s)
+    }
+
+    /// Whether this run uses the in-process mock cluster.
+    pub fn is_embedded(&self) -> bool {
+        self.kafka.brokers.is_none()
+    }
+}

@@ -1,0 +1,306 @@
+//! The live terminal view: a compact table on stderr, redrawn in place every
+//! second.
+//!
+//! ```text
+//! reference  up 0:02:13  window 1.0s  bottleneck: store (busy 97%, blocked 0%)
+//! stage      rec/s  mailbox                   busy  blocked  idle
+//! kafka       1520  -                           4%      93%    3%
+//! decode      1520  [##########]   1024/1024    2%      96%    2%
+//! store       1519  [#####.....]    512/1024   97%       0%    3%  <- bottleneck
+//! ```
+//!
+//! [`render`] draws one frame from snapshots (pure, so it is tested with
+//! fixed snapshots); [`spawn`] redraws it on a timer until shutdown, and
+//! stays quiet when stderr is not a terminal.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluicegate_core::Snapshot;
+use sluicegate_core::metrics::StageSnapshot;
+use sluicegate_core::{Bottleneck, Metrics};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Cells in a mailbox bar.
+const BAR: usize = 10;
+/// Stage names are padded to at least this many characters.
+const MIN_NAME: usize = 5;
+/// Longer stage names are cut (with `…`) to this many characters, so a row
+/// with the bottleneck marker fits 100 columns.
+const MAX_NAME: usize = 20;
+/// The width used when the terminal's cannot be read.
+const DEFAULT_WIDTH: usize = 100;
+/// What marks the bottleneck's row.
+const MARKER: &str = "  <- bottleneck";
+
+/// Renders one frame: a title line (graph, uptime, the period measured, the
+/// bottleneck), a header, and one row per node, in the snapshot's order:
+/// name, records taken in per second (created, for a source), the mailbox as
+/// a bar with depth/capacity (`-` for a source, which has none), the busy /
+/// blocked / idle split (`-` when none of the node's time was accounted in
+/// the period), and a marker on the bottleneck ([`Snapshot::bottleneck`]).
+///
+/// Rates and the split cover the period since `before`, or the whole run
+/// without it (or when `before` is not older than `now`). Every line ends
+/// with `\n` and is cut to `width` characters (no cut when `width` is 0).
+/// The bar shows every cell filled only when the mailbox is full: a partly
+/// filled mailbox shows at least one cell and at most nine.
+pub fn render(now: &Snapshot, before: Option<&Snapshot>, width: usize) -> String {
+    let before = before.filter(|b| b.uptime_ns < now.uptime_ns);
+    let seconds = match before {
+        Some(b) => (now.uptime_ns - b.uptime_ns) as f64 / 1e9,
+        None => now.uptime_ns as f64 / 1e9,
+    };
+    let bottleneck = now.bottleneck(before);
+    let name_w = now
+        .stages
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(MIN_NAME, MAX_NAME);
+
+    let mut lines = Vec::with_capacity(now.stages.len() + 2);
+    lines.push(title(now, before.is_some(), seconds, bottleneck.as_ref()));
+    lines.push(format!(
+        "{:<name_w$}  {:>8}  {:<24}  {:>4}  {:>7}  {:>4}",
+        "stage", "rec/s", "mailbox", "busy", "blocked", "idle"
+    ));
+    for s in &now.stages {
+        let prev = before.and_then(|b| b.stage(&s.name));
+        lines.push(row(now, s, prev, seconds, name_w, bottleneck.as_ref()));
+    }
+
+    let mut out = String::new();
+    for line in lines {
+        let line = line.trim_end();
+        if width > 0 && line.chars().count() > width {
+            out.extend(line.chars().take(width));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn title(now: &Snapshot, windowed: bool, seconds: f64, bottleneck: Option<&Bottleneck>) -> String {
+    let up = now.uptime_ns / 1_000_000_000;
+    let mut t = format!(
+        "{}  up {}:{:02}:{:02}  ",
+        now.graph,
+        up / 3600,
+        up / 60 % 60,
+        up % 60
+    );
+    if windowed {
+        let _ = write!(t, "window {seconds:.1}s  ");
+    } else {
+        t.push_str("since start  ");
+    }
+    match bottleneck {
+        Some(b) => {
+            let _ = write!(
+                t,
+                "bottleneck: {} (busy {}, blocked {})",
+                b.stage,
+                percent(b.busy),
+                percent(b.blocked)
+            );
+        }
+        None => t.push_str("bottleneck: none"),
+    }
+    t
+}
+
+fn row(
+    now: &Snapshot,
+    s: &StageSnapshot,
+    prev: Option<&StageSnapshot>,
+    seconds: f64,
+    name_w: usize,
+    bottleneck: Option<&Bottleneck>,
+) -> String {
+    let items = s.items_in.saturating_sub(prev.map_or(0, |p| p.items_in));
+    let rate = if seconds > 0.0 {
+        format_rate(items as f64 / seconds)
+    } else {
+        "-".to_string()
+    };
+    let mailbox = match now.mailbox(&s.name) {
+        Some(m) => format!(
+            "{} {:>11}",
+            bar(m.depth, m.capacity),
+            format!("{}/{}", m.depth, m.capacity)
+        ),
+        None => "-".to_string(),
+    };
+    let (busy, blocked, idle) = s.time_split(prev);
+    let [busy, blocked, idle] = if busy + blocked + idle > 0.0 {
+        [percent(busy), percent(blocked), percent(idle)]
+    } else {
+        ["-".to_string(), "-".to_string(), "-".to_string()]
+    };
+    let marker = if bottleneck.is_some_and(|b| b.stage == s.name) {
+        MARKER
+    } else {
+        ""
+    };
+    format!(
+        "{:<name_w$}  {rate:>8}  {mailbox:<24}  {busy:>4}  {blocked:>7}  {idle:>4}{marker}",
+        cut(&s.name, name_w)
+    )
+}
+
+/// `[#####.....]`: all cells only when full; at least one when not empty.
+fn bar(depth: usize, capacity: usize) -> String {
+    let filled = if depth >= capacity {
+        BAR
+    } else if depth == 0 {
+        0
+    } else {
+        (depth * BAR).div_ceil(capacity).min(BAR - 1)
+    };
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(BAR - filled))
+}
+
+fn percent(f: f64) -> String {
+    format!("{:.0}%", f * 100.0)
+}
+
+/// `0.5`, `42`, `9876`, `12.3k`, `4.56M`.
+fn format_rate(r: f64) -> String {
+    if r < 10.0 {
+        format!("{r:.1}")
+    } else if r < 10_000.0 {
+        format!("{r:.0}")
+    } else if r < 1_000_000.0 {
+        format!("{:.1}k", r / 1e3)
+    } else {
+        format!("{:.2}M", r / 1e6)
+    }
+}
+
+fn cut(name: &str, max: usize) -> String {
+    if name.chars().count() <= max {
+        name.to_string()
+    } else {
+        let mut s: String = name.chars().take(max - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// The width to draw at: the terminal's, less one column (so a full line
+/// never wraps), or [`DEFAULT_WIDTH`].
+fn terminal_width() -> usize {
+    terminal_size::terminal_size_of(std::io::stderr()).map_or(DEFAULT_WIDTH, |(w, _)| {
+        usize::from(w.0).saturating_sub(1).max(20)
+    })
+}
+
+/// Spawns the refresher: draws a frame on stderr every `every` (the first
+/// at once, with rates since the start; then over the last period), moving
+/// the cursor back up to redraw in place, until `shutdown` is cancelled;
+/// then draws a last frame and ends, leaving it on screen.
+///
+/// Does nothing (the task ends at once) when stderr is not a terminal,
+/// unless `force` is true. Log lines written to stderr meanwhile break the
+/// redraw, so the caller routes logs elsewhere while the view runs.
+///
+/// # Panics
+///
+/// When called outside a Tokio runtime.
+pub fn spawn(
+    metrics: Arc<Metrics>,
+    every: Duration,
+    force: bool,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let enabled = force || std::io::stderr().is_terminal();
+    tokio::spawn(async move {
+        if !enabled {
+            return;
+        }
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut before: Option<Snapshot> = None;
+        loop {
+            let last = tokio::select! {
+                () = shutdown.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            let now = metrics.snapshot();
+            let frame = render(&now, before.as_ref(), terminal_width());
+            draw(&frame);
+            before = Some(now);
+            if last {
+                break;
+            }
+        }
+    })
+}
+
+/// Lines of the frame on screen now (0 when a log line was written over
+/// it). Held while writing, so frames and log lines never interleave.
+static DRAWN: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// Writes `frame` over the previous one.
+fn draw(frame: &str) {
+    let mut drawn = DRAWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let previous = *drawn;
+    let mut buf = String::with_capacity(frame.len() + 64);
+    if previous > 0 {
+        let _ = write!(buf, "\x1b[{previous}A\r");
+    }
+    let mut height = 0;
+    for line in frame.lines() {
+        buf.push_str(line);
+        buf.push_str("\x1b[K\n");
+        height += 1;
+    }
+    buf.push_str("\x1b[J");
+    let mut err = std::io::stderr().lock();
+    // A closed stderr is not worth failing the pipeline over.
+    let _ = err.write_all(buf.as_bytes());
+    let _ = err.flush();
+    *drawn = height;
+}
+
+/// A `tracing_subscriber` writer for stderr that shares the screen with the
+/// live view: before a log line it erases the frame, which the next refresh
+/// draws again below the log. Use it whenever the live view may be on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut drawn = DRAWN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut err = std::io::stderr().lock();
+        if *drawn > 0 {
+            write!(err, "\x1b[{}A\r\x1b[J", *drawn)?;
+            *drawn = 0;
+        }
+        err.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}

@@ -1,0 +1,534 @@
+//! The HTTP status server against a real graph whose sink is held shut, so
+//! its mailbox fills: `/health`, `/metrics`, `/status`, and the page in
+//! headless Chromium.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluicegate_core::testing::{AckLog, Gate, GatedSink, VecSource, within};
+use sluicegate_core::{Graph, Metrics, RunningGraph, StageSpec, map};
+use sluicegate_runner::http::{Phase, StatusBoard, serve};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const ITEMS: u64 = 100;
+const DOUBLE_CAPACITY: usize = 4;
+const SINK_CAPACITY: usize = 8;
+const STAGES: [&str; 3] = ["numbers", "double", "sink"];
+
+/// numbers (0..100) → double (capacity 4) → sink (capacity 8) behind a
+/// closed gate.
+struct Held {
+    running: RunningGraph,
+    metrics: Arc<Metrics>,
+    gate: Gate,
+    sink: GatedSink<u64>,
+    acks: AckLog,
+}
+
+async fn start_held() -> Held {
+    let acks = AckLog::new();
+    let gate = Gate::new();
+    let sink = GatedSink::new(gate.clone());
+    let mut g = Graph::builder("held");
+    g.source(
+        "numbers",
+        VecSource::new((0..ITEMS).collect(), acks.clone()),
+    )
+    .via(StageSpec::new("double", map(|x: u64| x * 2)).capacity(DOUBLE_CAPACITY))
+    .to(StageSpec::new("sink", sink.clone()).capacity(SINK_CAPACITY));
+    let graph = g.build().expect("the graph builds");
+    let metrics = graph.metrics().clone();
+    let running = within(Duration::from_secs(5), "the graph to start", graph.start())
+        .await
+        .expect("the graph starts");
+    Held {
+        running,
+        metrics,
+        gate,
+        sink,
+        acks,
+    }
+}
+
+impl Held {
+    /// Waits until both mailboxes are full (the source is blocked behind
+    /// them) with one record held at the gate.
+    async fn wait_until_full(&self) {
+        within(
+            Duration::from_secs(10),
+            "the mailboxes of double and sink to fill",
+            async {
+                self.gate.wait_for_waiting(1).await;
+                // Metrics have no change notification: poll, yielding to the
+                // graph between reads (no timer, so a paused clock stays put).
+                loop {
+                    tokio::task::yield_now().await;
+                    let s = self.metrics.snapshot();
+                    let full =
+                        |stage: &str| s.mailbox(stage).is_some_and(|m| m.depth == m.capacity);
+                    if full("double") && full("sink") {
+                        return;
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Opens the gate and lets the graph finish; checks every record arrived.
+    async fn finish(self) {
+        self.gate.open_all();
+        let report = within(
+            Duration::from_secs(10),
+            "the graph to finish once the gate opened",
+            self.running.wait(),
+        )
+        .await;
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(self.sink.collected().len() as u64, ITEMS);
+        self.acks.assert_each_once(ITEMS as i64);
+        assert_eq!(self.acks.delivered() as u64, ITEMS);
+    }
+}
+
+/// A response: status code, headers (names in lower case), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 GET (one request per connection).
+async fn get(addr: SocketAddr, path: &str) -> Reply {
+    within(Duration::from_secs(10), &format!("GET {path}"), async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("sending the request");
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .await
+            .expect("reading the response");
+        parse(&raw)
+    })
+    .await
+}
+
+fn parse(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16)
+            .unwrap_or_else(|e| panic!("bad chunk size {size:?}: {e}"));
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    body
+}
+
+/// The `<g ...>` start tags of `dom` that carry `attr` (e.g. `data-stage="x"`).
+fn tags_with<'a>(dom: &'a str, attr: &str) -> Vec<&'a str> {
+    dom.match_indices("<g ")
+        .filter_map(|(i, _)| dom[i..].find('>').map(|end| &dom[i..i + end + 1]))
+        .filter(|tag| tag.contains(attr))
+        .collect()
+}
+
+fn has_class(tag: &str, class: &str) -> bool {
+    tag.split("class=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .is_some_and(|classes| classes.split_whitespace().any(|c| c == class))
+}
+
+/// Runs headless Chromium on `url` and returns the DOM after the page ran
+/// for five seconds of virtual time; `None` (after a note) when Chromium is
+/// not installed outside CI.
+///
+/// # Panics
+///
+/// When Chromium is missing and `CI=true`, or it fails or hangs.
+async fn dump_dom(url: &str) -> Option<String> {
+    if !Path::new(CHROMIUM).exists() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{CHROMIUM} is missing: run scripts/browser-up to install it");
+        }
+        eprintln!(
+            "note: {CHROMIUM} is missing, so the status page was not checked in a browser; run scripts/browser-up"
+        );
+        return None;
+    }
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile");
+    let mut cmd = tokio::process::Command::new(CHROMIUM);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(["--virtual-time-budget=5000", "--dump-dom", url])
+    .kill_on_drop(true);
+    let out = within(
+        Duration::from_secs(90),
+        "headless Chromium to dump the status page",
+        cmd.output(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("running {CHROMIUM}: {e}"));
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "chromium exited with {}: {}\n{dom}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(dom)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_server_reports_a_full_mailbox_to_http_and_the_page() {
+    let held = start_held().await;
+    held.wait_until_full().await;
+
+    let board = StatusBoard::new(held.metrics.clone());
+    board.set_phase(Phase::Running);
+    board.set_extra(|| json!({ "answer": 42 }));
+    let shutdown = CancellationToken::new();
+    let server = serve(
+        "127.0.0.1:0".parse().expect("an address"),
+        board.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("the server binds a free port");
+    let addr = server.local_addr();
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+
+    // /health
+    let health = get(addr, "/health").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.json()["phase"], "running");
+
+    // /metrics
+    let metrics = get(addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let content_type = metrics.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    for stage in STAGES {
+        let line = format!("sluicegate_stage_items_in_total{{graph=\"held\",stage=\"{stage}\"}} ");
+        assert!(
+            metrics.body.contains(&line),
+            "no {line:?} in\n{}",
+            metrics.body
+        );
+    }
+    for line in [
+        format!("sluicegate_mailbox_depth{{graph=\"held\",stage=\"sink\"}} {SINK_CAPACITY}\n"),
+        format!("sluicegate_mailbox_capacity{{graph=\"held\",stage=\"sink\"}} {SINK_CAPACITY}\n"),
+        format!("sluicegate_mailbox_depth{{graph=\"held\",stage=\"double\"}} {DOUBLE_CAPACITY}\n"),
+        "sluicegate_phase{graph=\"held\",phase=\"running\"} 1\n".to_string(),
+        "sluicegate_phase{graph=\"held\",phase=\"failed\"} 0\n".to_string(),
+    ] {
+        assert!(
+            metrics.body.contains(&line),
+            "no {line:?} in\n{}",
+            metrics.body
+        );
+    }
+
+    // /status
+    let status = get(addr, "/status").await;
+    assert_eq!(status.status, 200);
+    let st = status.json();
+    assert_eq!(st["graph"], "held");
+    assert_eq!(st["phase"], "running");
+    assert_eq!(st["error"], Value::Null);
+    assert_eq!(st["extra"], json!({ "answer": 42 }));
+    assert!(st["uptime_s"].as_f64().is_some_and(|u| u > 0.0), "{st}");
+    assert!(st["window_s"].as_f64().is_some_and(|w| w > 0.0), "{st}");
+    let names: Vec<&str> = st["snapshot"]["stages"]
+        .as_array()
+        .expect("snapshot.stages")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, STAGES);
+    for stage in STAGES {
+        assert!(st["rates"][stage].is_number(), "no rate for {stage}: {st}");
+        for part in ["busy", "blocked", "idle"] {
+            assert!(
+                st["split"][stage][part].is_number(),
+                "no {part} for {stage}: {st}"
+            );
+        }
+    }
+    let mailbox = |stage: &str| {
+        st["snapshot"]["mailboxes"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["stage"] == stage))
+            .unwrap_or_else(|| panic!("no mailbox for {stage}: {st}"))
+            .clone()
+    };
+    let sink = mailbox("sink");
+    assert_eq!(sink["depth"], SINK_CAPACITY);
+    assert_eq!(sink["capacity"], SINK_CAPACITY);
+    assert_eq!(sink["from"], json!(["double"]));
+    assert_eq!(mailbox("double")["depth"], DOUBLE_CAPACITY);
+
+    // The page, served and drawn.
+    let page = get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html")),
+        "{:?}",
+        page.headers
+    );
+    if let Some(dom) = dump_dom(&format!("http://{addr}/")).await {
+        let app = dom
+            .find("<div id=\"app\"")
+            .and_then(|i| dom[i..].find('>').map(|end| &dom[i..i + end + 1]))
+            .unwrap_or_else(|| panic!("no #app element:\n{dom}"));
+        assert!(
+            app.contains("data-ready=\"1\""),
+            "the page never drew a status: {app}\n{dom}"
+        );
+        assert!(app.contains("data-phase=\"running\""), "{app}");
+        for stage in STAGES {
+            let nodes = tags_with(&dom, &format!("data-stage=\"{stage}\""));
+            assert_eq!(nodes.len(), 1, "one node for {stage}:\n{dom}");
+            assert!(has_class(nodes[0], "node"), "{}", nodes[0]);
+        }
+        let sink_mailbox = tags_with(&dom, "data-mailbox=\"sink\"");
+        assert_eq!(
+            sink_mailbox.len(),
+            2,
+            "an edge and a mailbox for sink:\n{dom}"
+        );
+        for tag in sink_mailbox {
+            assert!(has_class(tag, "full"), "not marked full: {tag}");
+            assert!(tag.contains("data-fill=\"1\""), "not at fill 1: {tag}");
+        }
+        let edges = tags_with(&dom, "data-from=\"numbers\"");
+        assert_eq!(edges.len(), 1, "one edge from numbers:\n{dom}");
+        assert!(edges[0].contains("data-to=\"double\""), "{}", edges[0]);
+        assert!(has_class(edges[0], "full"), "{}", edges[0]);
+        assert!(
+            tags_with(&dom, "data-mailbox=\"numbers\"").is_empty(),
+            "a source has no mailbox:\n{dom}"
+        );
+    }
+
+    held.finish().await;
+
+    // Once the graph stopped, /health says so.
+    board.set_phase(Phase::Stopped);
+    let health = get(addr, "/health").await;
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert_eq!(health.json()["phase"], "stopped");
+    let st = get(addr, "/status").await.json();
+    assert_eq!(
+        st["snapshot"]["stages"][2]["items_in"], ITEMS,
+        "the sink took in every record: {st}"
+    );
+
+    shutdown.cancel();
+    within(
+        Duration::from_secs(5),
+        "the HTTP server to stop",
+        server.stopped(),
+    )
+    .await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "{addr} still accepts connections after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn health_is_503_with_the_error_once_failed() {
+    let board = StatusBoard::new(Graph::builder("idle").metrics());
+    let shutdown = CancellationToken::new();
+    let server = serve(
+        "127.0.0.1:0".parse().expect("an address"),
+        board.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("the server binds a free port");
+    let addr = server.local_addr();
+
+    for (phase, code) in [
+        (Phase::Starting, 200),
+        (Phase::Running, 200),
+        (Phase::Draining, 200),
+        (Phase::Stopped, 503),
+        (Phase::Failed("store: connection refused".into()), 503),
+    ] {
+        board.set_phase(phase.clone());
+        assert_eq!(board.phase(), phase);
+        let health = get(addr, "/health").await;
+        assert_eq!(health.status, code, "{phase}: {}", health.body);
+        assert_eq!(health.json()["phase"], phase.name());
+    }
+    let body = get(addr, "/health").await.json();
+    assert_eq!(
+        body,
+        json!({ "status": "unavailable", "phase": "failed", "error": "store: connection refused" })
+    );
+    let st = get(addr, "/status").await.json();
+    assert_eq!(st["phase"], "failed");
+    assert_eq!(st["error"], "store: connection refused");
+    assert_eq!(st["bottleneck"], Value::Null);
+    assert_eq!(st["extra"], Value::Null);
+    let metrics = get(addr, "/metrics").await.body;
+    assert!(
+        metrics.contains("sluicegate_phase{graph=\"idle\",phase=\"failed\"} 1\n"),
+        "{metrics}"
+    );
+    assert_eq!(get(addr, "/nowhere").await.status, 404);
+
+    shutdown.cancel();
+    within(
+        Duration::from_secs(5),
+        "the HTTP server to stop",
+        server.stopped(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_names_the_address_when_it_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = taken.local_addr().expect("its address");
+    let board = StatusBoard::new(Graph::builder("idle").metrics());
+    let err = serve(addr, board, CancellationToken::new())
+        .await
+        .expect_err("the address is taken");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains(&addr.to_string()) && message.contains("--http"),
+        "{message}"
+    );
+}
+
+/// Rates and the split cover the period since the newest sample at least a
+/// second old (time is paused, so the window is exact).
+#[tokio::test(start_paused = true)]
+async fn status_measures_over_a_recent_window() {
+    let held = start_held().await;
+    held.wait_until_full().await;
+    let board = StatusBoard::new(held.metrics.clone());
+
+    // No baseline yet: the figures cover the whole run.
+    let first = board.status();
+    assert_eq!(first["window_s"], first["uptime_s"], "{first}");
+
+    // A stalled graph moves nothing in the window.
+    tokio::time::advance(Duration::from_millis(1_200)).await;
+    let stalled = board.status();
+    assert_eq!(stalled["window_s"], 1.2, "{stalled}");
+    for stage in STAGES {
+        assert_eq!(stalled["rates"][stage], 0.0, "{stage}: {stalled}");
+    }
+
+    // Ten records through the gate, measured over the next second.
+    held.gate.open(10);
+    within(
+        Duration::from_secs(10),
+        "ten records to pass the gate",
+        held.sink.collected().wait_for(10),
+    )
+    .await;
+    held.wait_until_full().await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let moved = board.status();
+    assert_eq!(moved["window_s"], 1.0, "{moved}");
+    let taken_in = |st: &Value, i: usize| {
+        st["snapshot"]["stages"][i]["items_in"]
+            .as_u64()
+            .expect("items_in")
+    };
+    for (i, stage) in STAGES.iter().enumerate() {
+        let expected = (taken_in(&moved, i) - taken_in(&stalled, i)) as f64;
+        assert_eq!(moved["rates"][*stage], expected, "{stage}: {moved}");
+    }
+    let delivered = |st: &Value| {
+        st["snapshot"]["stages"][2]["items_out"]
+            .as_u64()
+            .expect("items_out")
+    };
+    assert_eq!(
+        delivered(&moved) - delivered(&stalled),
+        10,
+        "the sink delivered the ten records let through in the window: {moved}"
+    );
+
+    held.finish().await;
+}
