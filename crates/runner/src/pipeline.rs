@@ -102,14 +102,10 @@ pub fn validator() -> Result<Validator, PipelineError> {
         .map_err(|e| PipelineError::Config(e.to_string()))
 }
 
-/// The Kafka client settings of a run against `brokers`: the user's
-/// properties over `auto.offset.reset=earliest`.
+/// The Kafka client settings of a run against `brokers`, with the user's
+/// properties.
 pub fn kafka_config(settings: &Settings, brokers: &str) -> KafkaConfig {
-    // A new group starts at the beginning of the topic: nothing already in
-    // it is skipped. A property given by the user wins.
-    let mut config = KafkaConfig::new(brokers)
-        .client_id("sluicegate")
-        .set("auto.offset.reset", "earliest");
+    let mut config = KafkaConfig::new(brokers).client_id("sluicegate");
     for (k, v) in &settings.kafka.properties {
         config = config.set(k.clone(), v.clone());
     }
@@ -139,7 +135,13 @@ pub async fn build(
     let config = kafka_config(settings, brokers);
     let connect = Duration::from_millis(k.connect_timeout_ms);
     let sources = {
-        let config = config.clone();
+        // A new group starts at the beginning of the topic: nothing already
+        // in it is skipped. A property given by the user wins.
+        let config = if k.properties.contains_key("auto.offset.reset") {
+            config.clone()
+        } else {
+            config.clone().set("auto.offset.reset", "earliest")
+        };
         let group = k.group.clone();
         let topic = k.input_topic.clone();
         let workers = k.workers;

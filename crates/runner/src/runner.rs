@@ -199,6 +199,9 @@ impl Runner {
             )),
         };
 
+        // Installed before anything can stop, so no signal slips between
+        // the first and the second.
+        let mut signals = Signals::install(self.options.handle_signals);
         let running = match graph.start().await {
             Ok(r) => r,
             Err(e) => {
@@ -209,30 +212,27 @@ impl Runner {
         };
         board.set_phase(Phase::Running);
         let (why_tx, mut why_rx) = tokio::sync::watch::channel(Stopped::Finished);
-        let signals = self.options.handle_signals;
         let stop_board = board.clone();
         let done = quit.clone();
         let stop_all = async move {
             tokio::select! {
                 () = stop => { let _ = why_tx.send(Stopped::Condition); }
-                name = first_signal(signals) => {
+                name = signals.next() => {
                     tracing::info!(signal = name, "stopping: draining (a second signal forces exit)");
                     let _ = why_tx.send(Stopped::Signal(name));
                 }
             }
             stop_board.set_phase(Phase::Draining);
-            if signals {
-                // While draining, a (further) signal forces the exit.
-                tokio::spawn(async move {
-                    tokio::select! {
-                        name = first_signal(true) => {
-                            eprintln!("sluicegate: {name} while draining: exiting now; unfinished records are read again at the next start");
-                            std::process::exit(exit::FORCED);
-                        }
-                        () = done.cancelled() => {}
+            // While draining, a (further) signal forces the exit.
+            tokio::spawn(async move {
+                tokio::select! {
+                    name = signals.next() => {
+                        eprintln!("sluicegate: {name} while draining: exiting now; unfinished records are read again at the next start");
+                        std::process::exit(exit::FORCED);
                     }
-                });
-            }
+                    () = done.cancelled() => {}
+                }
+            });
         };
         let report = running
             .run_until(stop_all, self.options.drain_timeout)
@@ -264,33 +264,60 @@ fn describe(report: &Report) -> String {
     }
 }
 
-/// The first SIGINT or SIGTERM; never, when `enabled` is false.
-async fn first_signal(enabled: bool) -> &'static str {
-    if !enabled {
-        return std::future::pending().await;
-    }
+/// SIGINT and SIGTERM, or nothing when signal handling is off.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            _ => {
-                tracing::warn!(
-                    "cannot install signal handlers; stop with the status of the process manager"
-                );
-                std::future::pending().await
-            }
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    #[cfg(not(unix))]
+    enabled: bool,
+}
+
+impl Signals {
+    fn install(enabled: bool) -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = if enabled {
+                match (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) {
+                    (Ok(int), Ok(term)) => Some((int, term)),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::warn!(error = %e, "cannot handle SIGINT/SIGTERM; they will end the process without a drain");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals { enabled }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+
+    /// The next signal's name; never returns when handling is off.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            match &mut self.streams {
+                Some((int, term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                None => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if !self.enabled {
+                return std::future::pending().await;
+            }
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
