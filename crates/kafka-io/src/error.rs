@@ -67,6 +67,89 @@ pub enum KafkaIoError {
         #[source]
         source: KafkaError,
     },
+    /// A step of a Kafka transaction failed (`init_transactions`,
+    /// `begin_transaction`, a delivery, `send_offsets_to_transaction`,
+    /// `commit_transaction`, `abort_transaction`).
+    #[error("transactional producer `{transactional_id}`: {step} failed: {source}")]
+    Transaction {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// The step that failed.
+        step: &'static str,
+        /// The client's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A batch could not be committed in a transaction: every attempt was
+    /// aborted (or the producer failed fatally, e.g. fenced by another
+    /// instance with the same `transactional.id`). Its records are not
+    /// finished, so the source commits nothing past them; they are read
+    /// again, after a restart, from the last committed transaction.
+    #[error(
+        "transactional producer `{transactional_id}`: batch of {records} record(s) not committed after {attempts} attempt(s){}; stopping so its records are read again from the last committed transaction: {source}",
+        if *fatal { " (the producer failed fatally)" } else { ", each aborted" }
+    )]
+    TransactionFailed {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// Records in the batch.
+        records: usize,
+        /// Transactions tried for it.
+        attempts: u32,
+        /// Whether the producer is unusable (fenced, or a fatal client error).
+        fatal: bool,
+        /// The last failure.
+        #[source]
+        source: Box<KafkaIoError>,
+    },
+    /// A transactional sink's source commits offsets itself.
+    #[error(
+        "a KafkaTxnSink needs its KafkaSource in transactional mode (`KafkaSource::transactional(true)`); this source commits offsets itself"
+    )]
+    NotTransactional,
+    /// A record reached a transactional sink from a partition its source
+    /// never consumed (a sink commits the offsets of one source only).
+    #[error(
+        "record {topic}/{partition}@{offset} did not come from this KafkaTxnSink's source; a transactional sink takes records from its own KafkaSource only"
+    )]
+    ForeignRecord {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+    /// A partition of a transaction's records was revoked before it
+    /// committed: the transaction is aborted and the batch tried again
+    /// without that partition's records.
+    #[error("partition {topic}/{partition} was revoked during the transaction")]
+    RevokedDuringTransaction {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+    /// In transactional mode, a revocation gave up waiting for the revoked
+    /// partitions' records in flight. Their transactions could still commit
+    /// after the partitions went to another member (or came back to this
+    /// one, to be read again), so the source stops instead: the records are
+    /// read again, after a restart, from the last committed transaction.
+    #[error(
+        "revoke: {in_flight} record(s) still in flight after {timeout:?} in transactional mode; stopping so they are read again from the last committed transaction (raise `revoke_timeout` above the sink's batch deadline plus a transaction's time)"
+    )]
+    RevokeTimedOut {
+        /// Records still in flight.
+        in_flight: usize,
+        /// The revoke timeout.
+        timeout: Duration,
+    },
+    /// A transaction has offsets to commit but the consumer has no group
+    /// metadata yet.
+    #[error(
+        "the source has no consumer group metadata to send with the offsets (not assigned yet)"
+    )]
+    NoGroupMetadata,
     /// Any other client error.
     #[error(transparent)]
     Client(#[from] KafkaError),

@@ -9,6 +9,12 @@
 //!   kicked out of its group; drains revoked partitions before releasing them.
 //! - [`KafkaSink`]: produces each record and acknowledges it only when the
 //!   broker has; idempotent producer by default; retries with backoff.
+//! - [`KafkaTxnSink`]: exactly-once Kafka to Kafka. With its source in
+//!   [transactional mode](KafkaSource::transactional), each batch's outputs
+//!   and the consumed offsets they cover commit in one Kafka transaction
+//!   (`send_offsets_to_transaction`); a failed transaction is aborted and
+//!   its batch tried again, and `read_committed` readers see each output
+//!   once.
 //! - [`DeadLetterSink`]: the dead-letter route to a topic, with headers that
 //!   name the error, stage, attempts and origin.
 //! - [`KafkaConfig`]: any librdkafka property passes through; secrets never
@@ -22,12 +28,14 @@ mod error;
 mod sink;
 mod source;
 pub mod tracker;
+mod txn;
 
 pub use config::{KafkaConfig, is_secret};
 pub use error::KafkaIoError;
 pub use sink::{DeadLetterSink, KafkaSink, ProducerRecord, SinkStats, TracingContext, headers};
 pub use source::{KafkaSource, KafkaSourceHandle, PartitionLag, SourceStats, consumer_group};
 pub use tracker::{OffsetTracker, PartitionState};
+pub use txn::{KafkaTxnSink, TxnStats};
 
 /// The README's code blocks, compiled (and the core quick start run) as doc
 /// tests; kept here because this crate depends on everything they use.

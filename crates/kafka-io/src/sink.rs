@@ -96,6 +96,46 @@ impl ClientContext for TracingContext {
     }
 }
 
+/// The record to send for `record` from `origin`: the origin's key when the
+/// record has none (if `preserve_key`), the origin's headers before the
+/// record's own (if `preserve_headers`).
+pub(crate) fn future_record<'a>(
+    topic: &'a str,
+    record: &'a ProducerRecord,
+    origin: &'a Origin,
+    preserve_key: bool,
+    preserve_headers: bool,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let key = record.key.as_ref().or(if preserve_key {
+        origin.key.as_ref()
+    } else {
+        None
+    });
+    let mut headers = OwnedHeaders::new();
+    let origin_headers = if preserve_headers {
+        origin.headers.as_slice()
+    } else {
+        &[]
+    };
+    for (k, v) in origin_headers.iter().chain(&record.headers) {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_ref()),
+        });
+    }
+    let mut fr: FutureRecord<'a, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+    if let Some(p) = &record.payload {
+        fr = fr.payload(p.as_ref());
+    }
+    if let Some(k) = key {
+        fr = fr.key(k.as_ref());
+    }
+    if let Some(p) = record.partition {
+        fr = fr.partition(p);
+    }
+    fr
+}
+
 fn producer(config: &KafkaConfig) -> Result<FutureProducer<TracingContext>, KafkaIoError> {
     config
         .clone()
@@ -119,9 +159,24 @@ fn producer(config: &KafkaConfig) -> Result<FutureProducer<TracingContext>, Kafk
 /// # Backpressure
 ///
 /// In-flight deliveries are bounded by the stage's concurrency (each
-/// `process` call awaits its delivery): give the sink stage a concurrency
-/// of a few hundred to keep the producer's batches full. A full producer
-/// queue (`QueueFull`) is waited out and counted, never an error.
+/// `process` call awaits its delivery). A full producer queue (`QueueFull`)
+/// is waited out and counted, never an error.
+///
+/// ## Choosing the concurrency
+///
+/// Each record is in flight from its `send` until the broker's
+/// acknowledgement: about `linger.ms` (5 ms by default here) plus one
+/// broker round trip. By Little's law the concurrency needed for a target
+/// rate is
+///
+/// ```text
+/// concurrency ≈ target rate × (linger.ms + broker round trip)
+/// ```
+///
+/// e.g. 50 000 records/s × (5 ms + 3 ms) = 400. Fewer and the sink caps the
+/// rate below the target (and the producer's batches stay small); many more
+/// only holds more records in memory and makes a shutdown drain longer.
+/// The mailbox capacity must be at least the concurrency.
 #[derive(Clone)]
 pub struct KafkaSink {
     producer: FutureProducer<TracingContext>,
@@ -131,6 +186,7 @@ pub struct KafkaSink {
     preserve_key: bool,
     preserve_headers: bool,
     flush_timeout: Duration,
+    start_timeout: Duration,
     stats: Arc<SinkStats>,
 }
 
@@ -149,6 +205,7 @@ impl KafkaSink {
             preserve_key: true,
             preserve_headers: true,
             flush_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(5),
             stats: Arc::new(SinkStats::default()),
         })
     }
@@ -177,6 +234,15 @@ impl KafkaSink {
         self
     }
 
+    /// How long the start hook waits for the cluster's metadata (default
+    /// 5 s). It never fails the start: the wait only lets the idempotent
+    /// producer get its producer id before the first record, instead of up
+    /// to half a second after it.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
     /// The sink's counters.
     pub fn stats(&self) -> Arc<SinkStats> {
         self.stats.clone()
@@ -189,36 +255,16 @@ impl KafkaSink {
         record: &ProducerRecord,
         origin: &Origin,
     ) -> Result<(), KafkaIoError> {
-        let key = record.key.as_ref().or(if self.preserve_key {
-            origin.key.as_ref()
-        } else {
-            None
-        });
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut headers = OwnedHeaders::new();
-            let origin_headers = if self.preserve_headers {
-                origin.headers.as_slice()
-            } else {
-                &[]
-            };
-            for (k, v) in origin_headers.iter().chain(&record.headers) {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_ref()),
-                });
-            }
-            let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
-            if let Some(p) = &record.payload {
-                fr = fr.payload(p.as_ref());
-            }
-            if let Some(k) = key {
-                fr = fr.key(k.as_ref());
-            }
-            if let Some(p) = record.partition {
-                fr = fr.partition(p);
-            }
+            let fr = future_record(
+                topic,
+                record,
+                origin,
+                self.preserve_key,
+                self.preserve_headers,
+            );
             let delivery = match self.producer.send_result(fr) {
                 Ok(delivery) => delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -257,6 +303,41 @@ impl KafkaSink {
         }
     }
 
+    /// Asks the cluster for metadata, waiting up to `start_timeout`, until a
+    /// broker of the cluster (not a bootstrap address) answers. Besides
+    /// checking the cluster is there: librdkafka requests the idempotent
+    /// producer's id when such an answer arrives (a bootstrap connection
+    /// does not qualify), instead of on its next 500 ms timer tick, which
+    /// the first deliveries would otherwise wait for.
+    async fn connect(&self) {
+        let producer = self.producer.clone();
+        let timeout = self.start_timeout;
+        let started = std::time::Instant::now();
+        let fetched = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let metadata = producer.client().fetch_metadata(None, left)?;
+                // Bootstrap connections have no broker id (-1).
+                if metadata.orig_broker_id() >= 0 || left.is_zero() {
+                    return Ok::<i32, KafkaError>(metadata.orig_broker_id());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+        .await;
+        match fetched {
+            Ok(Ok(broker)) => {
+                tracing::debug!(elapsed = ?started.elapsed(), broker, "producer connected");
+            }
+            Ok(Err(error)) => {
+                // Not fatal: librdkafka keeps trying, and deliveries wait for it.
+                tracing::warn!(%error, waited = ?timeout, "no metadata from the cluster at start; producing anyway");
+            }
+            Err(_) => {}
+        }
+    }
+
     async fn flush(&self) -> Result<(), KafkaIoError> {
         let producer = self.producer.clone();
         let timeout = self.flush_timeout;
@@ -271,6 +352,13 @@ impl Stage for KafkaSink {
     type In = ProducerRecord;
     type Out = ();
     type Error = KafkaIoError;
+
+    /// Waits (up to [`KafkaSink::start_timeout`]) for the cluster, so the
+    /// first records do not wait for the producer id.
+    async fn start(&self) -> Result<(), KafkaIoError> {
+        self.connect().await;
+        Ok(())
+    }
 
     async fn process(
         &self,
@@ -333,6 +421,11 @@ impl Stage for DeadLetterSink {
     type In = DeadLetter;
     type Out = ();
     type Error = KafkaIoError;
+
+    async fn start(&self) -> Result<(), KafkaIoError> {
+        self.sink.connect().await;
+        Ok(())
+    }
 
     async fn process(
         &self,

@@ -30,6 +30,17 @@
 //! [`KafkaSource::revoke_timeout`] for their in-flight records, commits their
 //! finished prefix, and forgets them. Other partitions keep flowing.
 //!
+//! # Transactional mode
+//!
+//! With [`KafkaSource::transactional`], for exactly-once Kafka to Kafka, the
+//! source commits nothing itself: a [`KafkaTxnSink`](crate::KafkaTxnSink)
+//! commits the offsets in its transactions, computed from the same tracker
+//! ([`KafkaSourceHandle::transaction_offsets`]), with the group metadata the
+//! consumer thread captures after each assignment
+//! ([`KafkaSourceHandle::group_metadata`]). Revocations still wait for the
+//! revoked partitions' records in flight, so their transactions commit
+//! before the partitions are released.
+//!
 //! # Failures
 //!
 //! A record whose outcome is [`Outcome::Failed`](sluicegate_core::Outcome::Failed)
@@ -38,13 +49,15 @@
 //! abandon stops the source with [`KafkaIoError::RecordFailed`], so the
 //! record is read again after a restart instead of being skipped.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluicegate_core::mailbox::TrySendError;
@@ -84,6 +97,9 @@ pub struct SourceStats {
     /// Records handed out but not committed when the source stopped: at most
     /// this many are read again after a restart.
     pub uncommitted_at_stop: AtomicU64,
+    /// Records fetched again at or below an offset already handed out (after
+    /// a fetch position reset): skipped, since each is in flight or finished.
+    pub skipped_refetched: AtomicU64,
 }
 
 /// State shared by the consumer thread, its callbacks and the
@@ -103,6 +119,51 @@ struct Shared {
     stopped: AtomicBool,
     stats: SourceStats,
     high_watermarks: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Offsets are committed by a transactional sink, never by the source.
+    transactional: AtomicBool,
+    /// The consumer group metadata, refreshed on the consumer thread.
+    group_metadata: GroupMetadataSlot,
+    /// Partitions revoked and not assigned again since.
+    released: Mutex<BTreeSet<(String, i32)>>,
+    /// Records still in flight when a revocation in transactional mode gave
+    /// up waiting for them.
+    revoke_failure: Mutex<Option<usize>>,
+}
+
+/// Whether a partition is this consumer's, for a transactional sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// Assigned and tracked.
+    Owned,
+    /// Revoked since its records were handed out.
+    Revoked,
+    /// Never consumed by this source.
+    Foreign,
+}
+
+/// The consumer's group metadata (member id, generation), captured on the
+/// consumer thread after each assignment for a transactional sink to send
+/// with its offsets.
+#[derive(Default)]
+struct GroupMetadataSlot(Mutex<Option<Arc<ConsumerGroupMetadata>>>);
+
+impl std::fmt::Debug for GroupMetadataSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = lock(&self.0).is_some();
+        f.debug_struct("GroupMetadata")
+            .field("known", &known)
+            .finish()
+    }
+}
+
+impl Shared {
+    fn refresh_group_metadata(&self, consumer: &BaseConsumer<Callbacks>) {
+        if self.transactional.load(Ordering::Relaxed) {
+            if let Some(gm) = consumer.group_metadata() {
+                *lock(&self.group_metadata.0) = Some(Arc::new(gm));
+            }
+        }
+    }
 }
 
 /// A live view of a running [`KafkaSource`]: partitions, lag, counters.
@@ -158,6 +219,72 @@ impl KafkaSourceHandle {
     /// Whether the partitions are paused (the graph is full).
     pub fn is_paused(&self) -> bool {
         self.shared.paused.load(Ordering::Relaxed)
+    }
+
+    /// Whether the source is in transactional mode (see
+    /// [`KafkaSource::transactional`]): a transactional sink commits its
+    /// offsets.
+    pub fn is_transactional(&self) -> bool {
+        self.shared.transactional.load(Ordering::SeqCst)
+    }
+
+    /// The consumer group metadata (group, member id, generation) a
+    /// transactional producer sends with the offsets, so the group
+    /// coordinator can fence a member that lost its partitions. Captured on
+    /// the consumer thread after each assignment (the generation changes at
+    /// every rebalance) and about every second; `None` until the first
+    /// assignment, and always `None` outside transactional mode.
+    pub fn group_metadata(&self) -> Option<Arc<ConsumerGroupMetadata>> {
+        lock(&self.shared.group_metadata.0).clone()
+    }
+
+    /// Whether this consumer owns `topic`/`partition` now (it is assigned and
+    /// its revocation, if one is under way, has not finished).
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        lock(&self.shared.tracker).owns(topic, partition)
+    }
+
+    pub(crate) fn ownership(&self, topic: &str, partition: i32) -> Ownership {
+        if self.owns(topic, partition) {
+            Ownership::Owned
+        } else if lock(&self.shared.released).contains(&(topic.to_string(), partition)) {
+            Ownership::Revoked
+        } else {
+            Ownership::Foreign
+        }
+    }
+
+    /// The offsets a transaction must commit along with the outputs of the
+    /// records at `origins`: for every owned partition, the first offset
+    /// that is neither finished nor among `origins` (see
+    /// [`OffsetTracker::to_commit_with`]), where that moved past the last
+    /// commit. Origins without a topic, partition and offset are ignored.
+    ///
+    /// Nothing is marked finished: the records finish when their
+    /// acknowledgements resolve, after the transaction committed. Call
+    /// [`KafkaSourceHandle::mark_committed`] once it has.
+    pub fn transaction_offsets(&self, origins: &[&Origin]) -> Vec<(String, i32, i64)> {
+        let mut finishing: BTreeMap<(String, i32), BTreeSet<i64>> = BTreeMap::new();
+        for o in origins {
+            if let (Some(t), Some(p), Some(off)) = (&o.topic, o.partition, o.offset) {
+                finishing.entry((t.to_string(), p)).or_default().insert(off);
+            }
+        }
+        lock(&self.shared.tracker).to_commit_with(&finishing)
+    }
+
+    /// Notes offsets (topic, partition, next offset to read) that a
+    /// transaction committed, for [`KafkaSourceHandle::partitions`] and the
+    /// lag; counted in [`SourceStats::commits`].
+    pub fn mark_committed(&self, offsets: &[(String, i32, i64)]) {
+        if offsets.is_empty() {
+            return;
+        }
+        let mut tracker = lock(&self.shared.tracker);
+        for (t, p, o) in offsets {
+            tracker.committed(t, *p, *o);
+        }
+        self.shared.stats.commits.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -262,7 +389,15 @@ impl ConsumerContext for Callbacks {
                     .stats
                     .revoke_timeouts
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(in_flight, timeout = ?self.revoke_timeout, "revoke: records still in flight; committing the finished prefix only (they will be processed again by the new owner)");
+                if self.shared.transactional.load(Ordering::SeqCst) {
+                    // Their transactions may still commit after the
+                    // partitions moved on (or came back to this member):
+                    // the source stops, see `KafkaIoError::RevokeTimedOut`.
+                    *lock(&self.shared.revoke_failure) = Some(in_flight);
+                    tracing::error!(in_flight, timeout = ?self.revoke_timeout, "revoke: records still in flight in transactional mode; stopping");
+                } else {
+                    tracing::warn!(in_flight, timeout = ?self.revoke_timeout, "revoke: records still in flight; committing the finished prefix only (they will be processed again by the new owner)");
+                }
                 break;
             }
             tracker = self
@@ -272,10 +407,16 @@ impl ConsumerContext for Callbacks {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        // 3. Commit their finished prefix, then 4. forget them.
+        // 3. Commit their finished prefix (in transactional mode the sink's
+        // transactions did, with the records that finished), then 4. forget them.
         let offsets = tracker.to_commit_for(&parts);
         drop(tracker);
-        commit(consumer, &self.shared, &offsets, CommitMode::Sync);
+        if !self.shared.transactional.load(Ordering::SeqCst) {
+            commit(consumer, &self.shared, &offsets, CommitMode::Sync);
+        }
+        // Released first: a transactional sink must never see the partition
+        // as neither owned nor revoked.
+        lock(&self.shared.released).extend(parts.iter().cloned());
         lock(&self.shared.tracker).remove(&parts);
         lock(&self.shared.high_watermarks).retain(|k, _| !parts.contains(k));
         tracing::info!(partitions = ?parts, "partitions revoked and released");
@@ -287,7 +428,16 @@ impl ConsumerContext for Callbacks {
                 .stats
                 .assignments
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(partitions = ?parts_of(tpl), "partitions assigned");
+            let parts = parts_of(tpl);
+            tracing::info!(partitions = ?parts, "partitions assigned");
+            {
+                let mut released = lock(&self.shared.released);
+                for p in &parts {
+                    released.remove(p);
+                }
+            }
+            // A new generation: the transactional sink must send this one.
+            self.shared.refresh_group_metadata(consumer);
             if self.shared.paused.load(Ordering::Relaxed) {
                 if let Err(e) = consumer.pause(tpl) {
                     tracing::warn!(error = %e, "could not pause newly assigned partitions");
@@ -505,6 +655,30 @@ impl KafkaSource {
         self
     }
 
+    /// Transactional mode, for exactly-once Kafka to Kafka with a
+    /// [`KafkaTxnSink`](crate::KafkaTxnSink) (default off).
+    ///
+    /// The source then never commits offsets itself (no interval, count,
+    /// revoke or shutdown commits): the sink commits them inside each
+    /// transaction, along with the outputs of the records they cover. The
+    /// source still tracks which records are finished, captures the group
+    /// metadata the sink sends with the offsets
+    /// ([`KafkaSourceHandle::group_metadata`]), pauses on a full graph, and
+    /// on revoke still waits (up to [`KafkaSource::revoke_timeout`]) for the
+    /// revoked partitions' records in flight, so their transactions commit
+    /// before another member takes the partitions over. Keep the revoke
+    /// timeout above the sink's batch deadline plus one transaction's time:
+    /// if it passes with records still in flight, the source stops with
+    /// [`KafkaIoError::RevokeTimedOut`] (a restart reads them again from the
+    /// last committed transaction).
+    ///
+    /// Inputs written by transactional producers should be read with
+    /// `isolation.level=read_committed`, librdkafka's default (keep it).
+    pub fn transactional(self, on: bool) -> Self {
+        self.shared.transactional.store(on, Ordering::SeqCst);
+        self
+    }
+
     /// Whether origins keep the record's original bytes for dead letters
     /// (default true; shares the payload's buffer, no copy).
     pub fn keep_raw(mut self, keep: bool) -> Self {
@@ -545,8 +719,10 @@ impl KafkaSource {
         tracing::info!(source = cx.name(), topics = ?self.topics, group = self.config.get("group.id"), "consuming");
 
         let receiver: Arc<dyn AckReceiver> = Arc::new(Acker(shared.clone()));
+        let transactional = shared.transactional.load(Ordering::SeqCst);
         let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
         let mut last_commit = Instant::now();
+        let mut last_group_metadata = Instant::now();
         let mut last_watermarks = Instant::now();
         let mut draining = false;
         let mut full_since: Option<Instant> = None;
@@ -558,6 +734,12 @@ impl KafkaSource {
                 );
                 break Ok(());
             }
+            if let Some(in_flight) = lock(&shared.revoke_failure).take() {
+                break Err(KafkaIoError::RevokeTimedOut {
+                    in_flight,
+                    timeout: self.revoke_timeout,
+                });
+            }
             if let Some((topic, partition, offset)) = lock(&shared.tracker).first_failure() {
                 break Err(KafkaIoError::RecordFailed {
                     topic,
@@ -565,7 +747,13 @@ impl KafkaSource {
                     offset,
                 });
             }
-            if last_commit.elapsed() >= self.commit_interval
+            if transactional {
+                // The sink commits; keep the generation it sends current.
+                if last_group_metadata.elapsed() >= Duration::from_secs(1) {
+                    shared.refresh_group_metadata(&consumer);
+                    last_group_metadata = Instant::now();
+                }
+            } else if last_commit.elapsed() >= self.commit_interval
                 || shared.finished_since_commit.load(Ordering::Relaxed) >= self.commit_every
             {
                 // Synchronous: one round trip per interval (or per
@@ -590,9 +778,12 @@ impl KafkaSource {
                 }
                 // Keep serving the group while the graph drains.
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
-                    let env = envelope(&m, &shared, &receiver, &mut topic_names, self.keep_raw);
-                    lock(&shared.held).push_back(env);
-                    release_held(&shared, None, "shutting down before the graph took it");
+                    if let Some(env) =
+                        envelope(&m, &shared, &receiver, &mut topic_names, self.keep_raw)
+                    {
+                        lock(&shared.held).push_back(env);
+                        release_held(&shared, None, "shutting down before the graph took it");
+                    }
                 }
                 continue;
             }
@@ -633,14 +824,15 @@ impl KafkaSource {
             match consumer.poll(timeout) {
                 None => {}
                 Some(Ok(message)) => {
-                    let env = envelope(
+                    if let Some(env) = envelope(
                         &message,
                         &shared,
                         &receiver,
                         &mut topic_names,
                         self.keep_raw,
-                    );
-                    lock(&shared.held).push_back(env);
+                    ) {
+                        lock(&shared.held).push_back(env);
+                    }
                 }
                 Some(Err(e)) => {
                     if let Some((code, reason)) = consumer.client().fatal_error() {
@@ -653,10 +845,15 @@ impl KafkaSource {
                 }
             }
         };
-        // Final commit of everything finished, synchronously, then leave the group.
+        // Final commit of everything finished, synchronously, then leave the
+        // group (in transactional mode the sink's last transaction did).
         shared.closing.store(true, Ordering::SeqCst);
         release_held(&shared, None, "shutting down before the graph took it");
-        let offsets = lock(&shared.tracker).to_commit();
+        let offsets = if transactional {
+            Vec::new()
+        } else {
+            lock(&shared.tracker).to_commit()
+        };
         commit(&consumer, &shared, &offsets, CommitMode::Sync);
         let uncommitted: i64 = lock(&shared.tracker)
             .states()
@@ -721,13 +918,15 @@ fn emit_held(cx: &mut SourceContext<Bytes>, shared: &Shared) -> Result<(), Kafka
     Ok(())
 }
 
+/// The envelope of a fetched record, tracked; `None` (counted) when the
+/// record was handed out before (fetched again after a position reset).
 fn envelope(
     m: &rdkafka::message::BorrowedMessage<'_>,
     shared: &Shared,
     receiver: &Arc<dyn AckReceiver>,
     topics: &mut HashMap<String, Arc<str>>,
     keep_raw: bool,
-) -> Envelope<Bytes> {
+) -> Option<Envelope<Bytes>> {
     let topic = match topics.get(m.topic()) {
         Some(t) => t.clone(),
         None => {
@@ -736,6 +935,15 @@ fn envelope(
             t
         }
     };
+    // Track before the graph can see it: its acknowledgement may arrive at once.
+    if !lock(&shared.tracker).track(&topic, m.partition(), m.offset()) {
+        shared
+            .stats
+            .skipped_refetched
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(topic = %topic, partition = m.partition(), offset = m.offset(), "record fetched again; already handed out, skipped");
+        return None;
+    }
     let payload = m.payload().map(Bytes::copy_from_slice);
     let headers = m
         .headers()
@@ -759,12 +967,10 @@ fn envelope(
         headers,
         raw: if keep_raw { payload.clone() } else { None },
     };
-    // Track before the graph can see it: its acknowledgement may arrive at once.
-    lock(&shared.tracker).track(&topic, m.partition(), m.offset());
-    Envelope::new(
+    Some(Envelope::new(
         payload.unwrap_or_default(),
         Ack::new(origin, receiver.clone()),
-    )
+    ))
 }
 
 fn refresh_watermarks(consumer: &BaseConsumer<Callbacks>, shared: &Shared) {

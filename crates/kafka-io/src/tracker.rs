@@ -7,7 +7,7 @@
 //! all are finished. Offsets never handed out (compacted away, transaction
 //! markers) are not waited for. Memory is bounded by the records in flight.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Offsets in flight for one partition, in the order handed out.
 #[derive(Debug, Default, Clone)]
@@ -79,24 +79,22 @@ impl OffsetTracker {
         OffsetTracker::default()
     }
 
-    /// Records that `offset` of `topic`/`partition` was handed out.
-    ///
-    /// # Panics
-    ///
-    /// In debug builds, if offsets of a partition are not handed out in
-    /// increasing order (Kafka delivers them in order within a partition).
-    pub fn track(&mut self, topic: &str, partition: i32, offset: i64) {
+    /// Records that `offset` of `topic`/`partition` is handed out. Returns
+    /// false, tracking nothing, when the offset is at or below one already
+    /// handed out on that partition (librdkafka fetched it again, e.g. after
+    /// a position reset): that record is in flight or finished already, so
+    /// the caller must not hand it out twice.
+    pub fn track(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
         let p = self
             .partitions
             .entry((topic.to_string(), partition))
             .or_default();
-        debug_assert!(
-            p.next.is_none_or(|n| offset >= n),
-            "offsets out of order on {topic}/{partition}: {offset} after {:?}",
-            p.next
-        );
+        if p.next.is_some_and(|n| offset < n) {
+            return false;
+        }
         p.window.push_back((offset, false));
         p.next = Some(offset + 1);
+        true
     }
 
     /// Marks `offset` finished (delivered, dropped on purpose or dead-lettered).
@@ -142,6 +140,40 @@ impl OffsetTracker {
                 (s.committed != Some(c)).then(|| (t.clone(), *p, c))
             })
             .collect()
+    }
+
+    /// Offsets to commit if the records at `finishing` were finished too:
+    /// for each tracked partition, the first offset neither finished nor in
+    /// `finishing` (one past the last handed out when there is none), where
+    /// that moved past the last commit.
+    ///
+    /// This is what a transaction commits along with its outputs: the
+    /// records it produced count as finished exactly when it commits.
+    /// Entries of `finishing` for partitions not tracked are ignored.
+    pub fn to_commit_with(
+        &self,
+        finishing: &BTreeMap<(String, i32), BTreeSet<i64>>,
+    ) -> Vec<(String, i32, i64)> {
+        static NONE: BTreeSet<i64> = BTreeSet::new();
+        self.partitions
+            .iter()
+            .filter_map(|(key, s)| {
+                let extra = finishing.get(key).unwrap_or(&NONE);
+                let c = s
+                    .window
+                    .iter()
+                    .find(|(o, done)| !done && !extra.contains(o))
+                    .map(|(o, _)| *o)
+                    .or(s.next)?;
+                (s.committed != Some(c)).then(|| (key.0.clone(), key.1, c))
+            })
+            .collect()
+    }
+
+    /// Whether `topic`/`partition` is tracked (owned by this consumer).
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.partitions
+            .contains_key(&(topic.to_string(), partition))
     }
 
     /// Offsets to commit for the given partitions only (on revoke).
@@ -244,6 +276,58 @@ mod tests {
         assert_eq!(t.to_commit(), vec![("t".into(), 0, 10)]);
     }
 
+    #[test]
+    fn offsets_handed_out_again_are_skipped() {
+        let mut t = OffsetTracker::new();
+        assert!(t.track("t", 0, 5));
+        assert!(t.track("t", 0, 6));
+        assert!(!t.track("t", 0, 6), "the same offset again");
+        assert!(!t.track("t", 0, 3), "an offset below the last one");
+        assert_eq!(t.in_flight(None), 2);
+        assert!(t.track("t", 0, 8), "a gap ahead is fine");
+        // Held records taken back may be read again.
+        t.rewind("t", 0, 6);
+        assert!(t.track("t", 0, 6));
+        assert_eq!(t.states()[0].next, Some(7));
+    }
+
+    #[test]
+    fn a_transaction_commits_as_if_its_records_were_finished() {
+        let mut t = OffsetTracker::new();
+        for o in 0..6 {
+            t.track("t", 0, o);
+        }
+        t.track("t", 1, 0);
+        t.finish("t", 0, 0);
+        t.finish("t", 0, 3); // e.g. filtered: finished without the sink
+        let batch = |offsets: &[i64]| {
+            let mut m = BTreeMap::new();
+            m.insert(("t".to_string(), 0), offsets.iter().copied().collect());
+            m
+        };
+        // 1 and 2 in the batch, 3 finished, 4 not: the commit stops at 4.
+        assert_eq!(
+            t.to_commit_with(&batch(&[1, 2])),
+            vec![("t".into(), 0, 4), ("t".into(), 1, 0)]
+        );
+        // 1 missing: the commit cannot pass it, whatever the batch holds.
+        assert_eq!(
+            t.to_commit_with(&batch(&[2, 4, 5])),
+            vec![("t".into(), 0, 1), ("t".into(), 1, 0)]
+        );
+        // Everything: one past the last.
+        assert_eq!(
+            t.to_commit_with(&batch(&[1, 2, 4, 5]))[0],
+            ("t".into(), 0, 6)
+        );
+        // Nothing changed in the tracker itself.
+        assert_eq!(t.states()[0].committable, Some(1));
+        t.committed("t", 1, 0);
+        assert_eq!(t.to_commit_with(&BTreeMap::new()), vec![("t".into(), 0, 1)]);
+        assert!(t.owns("t", 1));
+        assert!(!t.owns("t", 2));
+    }
+
     proptest! {
         /// For any order of completions, the commit offset never passes an
         /// unfinished record, and once all are finished it is one past the last.
@@ -274,6 +358,39 @@ mod tests {
                 }
             }
             prop_assert_eq!(t.in_flight(None), unfinished.len());
+        }
+
+        /// A transaction's offsets stop at the first record that is neither
+        /// finished nor in the transaction, and never pass one.
+        #[test]
+        fn transaction_offsets_never_pass_a_record_outside_the_commit(
+            offsets in prop::collection::btree_set(0i64..300, 1..60),
+            finished in prop::collection::vec(any::<bool>(), 60),
+            in_batch in prop::collection::vec(any::<bool>(), 60),
+        ) {
+            let offsets: Vec<i64> = offsets.into_iter().collect();
+            let mut t = OffsetTracker::new();
+            let mut batch = BTreeSet::new();
+            for (i, o) in offsets.iter().enumerate() {
+                t.track("t", 1, *o);
+                if in_batch[i] {
+                    batch.insert(*o);
+                }
+            }
+            for (i, o) in offsets.iter().enumerate() {
+                if finished[i] && !in_batch[i] {
+                    t.finish("t", 1, *o);
+                }
+            }
+            let expected = offsets
+                .iter()
+                .enumerate()
+                .find(|(i, o)| !batch.contains(o) && !finished[*i])
+                .map(|(_, o)| *o)
+                .unwrap_or(offsets[offsets.len() - 1] + 1);
+            let mut finishing = BTreeMap::new();
+            finishing.insert(("t".to_string(), 1), batch);
+            prop_assert_eq!(t.to_commit_with(&finishing), vec![("t".to_string(), 1, expected)]);
         }
     }
 }
