@@ -1,0 +1,296 @@
+//! Running the `sluicegate` binary from tests: spawning it clean, reading
+//! its pipes, signalling it, and clusters for it to talk to.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+use sluicegate_runner::embedded::produce_generated;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluicegate");
+/// Longest any one command may take before the test gives up on it.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// The binary with no SLUICEGATE_* variables from the environment, no live
+/// view, no HTTP server, and only warnings logged.
+pub fn sluicegate(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SLUICEGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    // TEST_RUST_LOG shows the binary's logs (of the restart, below).
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    )
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// Reads a child's pipe to the end on a thread (a full pipe would block
+/// the child).
+pub fn drain_pipe(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+/// Waits for `child` to exit, killing it and failing after `limit`.
+pub fn finish(mut child: Child, limit: Duration, what: &str) -> Output {
+    let stdout = drain_pipe(child.stdout.take());
+    let stderr = drain_pipe(child.stderr.take());
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait().expect("try_wait") {
+            Some(status) => break status,
+            None if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = stderr.join().unwrap_or_default();
+                panic!(
+                    "{what}: still running after {limit:?}; stderr:\n{}",
+                    String::from_utf8_lossy(&err)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+pub fn run(args: &[&str], what: &str) -> Output {
+    let child = sluicegate(args).spawn().expect("spawn sluicegate");
+    finish(child, PATIENCE, what)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn summary(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("summary file written");
+    serde_json::from_str(&text).expect("summary is JSON")
+}
+
+pub fn n(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary has no number {key}: {v}"))
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{sig} failed");
+}
+
+/// A cluster with the pipeline's topics (input, output, dead letters) and
+/// the generated input in them: librdkafka's mock cluster in this process,
+/// or the real broker of scripts/kafka-up.
+pub struct Cluster {
+    pub _cluster: Option<MockCluster<'static, DefaultProducerContext>>,
+    pub brokers: String,
+    pub input: String,
+    pub output: String,
+    pub dead_letters: String,
+}
+
+pub const REAL_BROKER: &str = "127.0.0.1:9092";
+
+impl Cluster {
+    /// A mock cluster with topics `events`, `events-clean`, `events-dlq`.
+    pub fn new(partitions: i32, records: u64, malformed: f64) -> Cluster {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        for t in ["events", "events-clean", "events-dlq"] {
+            cluster.create_topic(t, partitions, 1).expect("topic");
+        }
+        let brokers = cluster.bootstrap_servers();
+        produce_generated(&brokers, "events", 0, records, malformed).expect("input produced");
+        Cluster {
+            _cluster: Some(cluster),
+            brokers,
+            input: "events".into(),
+            output: "events-clean".into(),
+            dead_letters: "events-dlq".into(),
+        }
+    }
+
+    /// Fresh topics named after `prefix` on the real broker (which must be
+    /// running: the test command starts it; this fails, never skips).
+    pub fn real(prefix: &str, partitions: i32, records: u64, malformed: f64) -> Cluster {
+        if std::net::TcpStream::connect_timeout(
+            &REAL_BROKER.parse().expect("addr"),
+            Duration::from_secs(2),
+        )
+        .is_err()
+        {
+            panic!(
+                "no Kafka broker on {REAL_BROKER}: run scripts/kafka-up (the test command does)"
+            );
+        }
+        let unique = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        let (input, output, dead_letters) = (
+            format!("{unique}-in"),
+            format!("{unique}-out"),
+            format!("{unique}-dlq"),
+        );
+        let home = std::env::var("HOME").unwrap_or_default();
+        for t in [&input, &output, &dead_letters] {
+            let status = Command::new(format!("{home}/.cargo/bin/tansu"))
+                .args([
+                    "topic",
+                    "create",
+                    t,
+                    "--partitions",
+                    &partitions.to_string(),
+                ])
+                .args(["--broker", &format!("tcp://{REAL_BROKER}")])
+                .stdout(Stdio::null())
+                .status()
+                .expect("running tansu");
+            assert!(status.success(), "tansu topic create {t}: {status}");
+        }
+        produce_generated(REAL_BROKER, &input, 0, records, malformed).expect("input produced");
+        Cluster {
+            _cluster: None,
+            brokers: REAL_BROKER.into(),
+            input,
+            output,
+            dead_letters,
+        }
+    }
+
+    /// Flags naming this cluster and its topics.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--brokers".into(),
+            self.brokers.clone(),
+            "--input-topic".into(),
+            self.input.clone(),
+            "--output-topic".into(),
+            self.output.clone(),
+            "--dead-letter-topic".into(),
+            self.dead_letters.clone(),
+        ]
+    }
+
+    /// Offsets the group committed on the input, summed.
+    pub fn committed(&self, group: &str, partitions: i32) -> i64 {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&self.input, p);
+        }
+        c.committed_offsets(tpl, Duration::from_secs(5))
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .map(|e| match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Waits until the group committed at least `at_least` input records.
+    pub fn wait_committed(&self, group: &str, partitions: i32, at_least: i64) {
+        let start = Instant::now();
+        while self.committed(group, partitions) < at_least {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "group {group} did not commit {at_least} records within {PATIENCE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+pub fn sqlite_rows(path: &Path) -> u64 {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from events').fetchone()[0])",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("counting rows: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Lines of a child's stderr, collected as they come.
+pub struct StderrLog(pub std::sync::Arc<std::sync::Mutex<String>>);
+
+pub fn watch_stderr(child: &mut Child) -> StderrLog {
+    let mut pipe = child.stderr.take().expect("stderr piped");
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut t) = sink.lock() {
+                t.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    });
+    StderrLog(text)
+}
+
+impl StderrLog {
+    pub fn text(&self) -> String {
+        self.0.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.text().contains(needle) {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "no {needle:?} on stderr within {PATIENCE:?}:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

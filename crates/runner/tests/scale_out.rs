@@ -1,0 +1,150 @@
+//! Scale-out: two `sluicegate run` processes in one consumer group share
+//! the partitions. The first starts alone, a second joins mid-stream, the
+//! first is stopped with SIGTERM and hands its partitions over; every input
+//! record ends up stored (in PostgreSQL) or dead-lettered, none lost.
+
+mod common;
+
+use common::*;
+use sluicegate_runner::generate::count_malformed;
+
+const PARTITIONS: i32 = 4;
+const RECORDS: u64 = 6_000;
+const DATABASE: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn rows(table: &str) -> u64 {
+    let out = std::process::Command::new("psql")
+        .args([DATABASE, "-Atc", &format!("SELECT count(*) FROM {table}")])
+        .output()
+        .expect("psql");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("counting rows: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn drop_table(table: &str) {
+    let _ = std::process::Command::new("psql")
+        .args([DATABASE, "-qc", &format!("DROP TABLE IF EXISTS {table}")])
+        .output();
+}
+
+fn scale_out(cluster: &Cluster, name: &str) {
+    let table = format!("{name}_{}", std::process::id());
+    drop_table(&table);
+    let group = format!("{name}-group");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = |summary: &str, until: bool| {
+        let mut a = vec!["run".to_string()];
+        a.extend(cluster.args());
+        a.extend(
+            [
+                "--group",
+                &group,
+                "--store",
+                DATABASE,
+                "--table",
+                &table,
+                "--http",
+                "off",
+                // Slow enough that the hand-over happens mid-stream.
+                "--hash-rounds",
+                "200",
+                "--transform-workers",
+                "1",
+                // librdkafka's mock broker waits the session timeout (less a
+                // second) before rebalancing after a member leaves.
+                "--kafka-property",
+                "session.timeout.ms=6000",
+                "--summary-file",
+            ]
+            .map(String::from),
+        );
+        a.push(dir.path().join(summary).display().to_string());
+        if until {
+            a.push("--until-caught-up".into());
+        }
+        a
+    };
+    let first_args = args("first.json", false);
+    let mut first = sluicegate(&first_args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("RUST_LOG", "info,librdkafka=warn,sluicegate_kafka_io=debug")
+        .spawn()
+        .expect("spawn the first");
+    let first_log = watch_stderr(&mut first);
+    cluster.wait_committed(&group, PARTITIONS, (RECORDS / 6) as i64);
+
+    let second_args = args("second.json", true);
+    let mut second = sluicegate(&second_args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("RUST_LOG", "info,librdkafka=warn,sluicegate_kafka_io=debug")
+        .spawn()
+        .expect("spawn the second");
+    let second_log = watch_stderr(&mut second);
+    // The group rebalanced: the second has partitions of its own, and the
+    // first gave some up.
+    second_log.wait_for("partitions assigned");
+    first_log.wait_for("partitions revoked");
+    let shared = cluster.committed(&group, PARTITIONS);
+    assert!(
+        (shared as u64) < RECORDS,
+        "the second joined mid-stream, not after the end"
+    );
+
+    signal(&first, "TERM");
+    let out = finish(first, PATIENCE, "the first process after SIGTERM");
+    assert_eq!(out.status.code(), Some(0), "{}", first_log.text());
+    let out = finish(second, PATIENCE * 2, "the second process to catch up");
+    assert_eq!(out.status.code(), Some(0), "{}", second_log.text());
+
+    let a = summary(&dir.path().join("first.json"));
+    let b = summary(&dir.path().join("second.json"));
+    let bad = count_malformed(0, RECORDS, 0.02);
+    let read = n(&a, "records_in") + n(&b, "records_in");
+    let stored_now = rows(&table);
+    println!(
+        "scale-out: first read {} and stored {}, second read {} and stored {} (+{} duplicates); rows {stored_now} of {} good, {bad} bad",
+        n(&a, "records_in"),
+        n(&a, "stored"),
+        n(&b, "records_in"),
+        n(&b, "stored"),
+        n(&b, "duplicates"),
+        RECORDS - bad
+    );
+    if std::env::var("TEST_RUST_LOG").is_ok() {
+        eprintln!(
+            "first:\n{}\nsecond:\n{}",
+            first_log.text(),
+            second_log.text()
+        );
+    }
+    assert!(
+        n(&a, "records_in") > 0 && n(&b, "records_in") > 0,
+        "both worked"
+    );
+    assert!(read >= RECORDS, "every record was read: {a} {b}");
+    assert_eq!(stored_now, RECORDS - bad, "every good record stored, once");
+    assert_eq!(
+        n(&a, "stored") + n(&b, "stored"),
+        RECORDS - bad,
+        "rows written once each"
+    );
+    assert!(
+        n(&a, "dead_lettered") + n(&b, "dead_lettered") >= bad,
+        "every bad record dead-lettered: {a} {b}"
+    );
+    assert_eq!(n(&a, "failed") + n(&b, "failed"), 0);
+    assert_eq!(cluster.committed(&group, PARTITIONS) as u64, RECORDS);
+    drop_table(&table);
+}
+
+#[test]
+fn two_processes_share_a_group_on_the_mock_cluster() {
+    let cluster = Cluster::new(PARTITIONS, RECORDS, 0.02);
+    scale_out(&cluster, "scale_mock");
+}
+
+#[test]
+fn two_processes_share_a_group_on_the_real_broker() {
+    let cluster = Cluster::real("scale", PARTITIONS, RECORDS, 0.02);
+    scale_out(&cluster, "scale_real");
+}
