@@ -503,7 +503,7 @@ pub async fn serve(
     let local_addr = listener
         .local_addr()
         .map_err(|e| anyhow!("cannot read the HTTP status server's address ({addr}): {e}"))?;
-    tracing::info!(%local_addr, "HTTP status server listening");
+    tracing::debug!(%local_addr, "HTTP status server listening");
 
     let sampler = {
         let board = board.clone();

@@ -347,3 +347,29 @@ fn a_second_signal_forces_exit_130() {
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("SIGINT while draining: exiting now"), "{err}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let out = sluicegate(&[
+        "--log-format",
+        "json",
+        "run",
+        "--records",
+        "300",
+        "--http",
+        "off",
+    ])
+    .env("RUST_LOG", "info,librdkafka=off")
+    .spawn()
+    .expect("spawn");
+    let out = finish(out, PATIENCE, "a run with JSON logs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "some logs: {err}");
+    for line in lines {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}
