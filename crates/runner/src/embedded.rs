@@ -70,12 +70,33 @@ pub fn produce_generated(
     n: u64,
     malformed: f64,
 ) -> Result<u64, KafkaError> {
-    let producer: BaseProducer = ClientConfig::new()
+    produce_generated_with(brokers, topic, start, n, malformed, &[])
+}
+
+/// [`produce_generated`] with extra producer properties (for example
+/// `batch.num.messages=1`, one record per batch).
+///
+/// # Errors
+///
+/// As [`produce_generated`].
+pub fn produce_generated_with(
+    brokers: &str,
+    topic: &str,
+    start: u64,
+    n: u64,
+    malformed: f64,
+    properties: &[(&str, &str)],
+) -> Result<u64, KafkaError> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .set("message.max.bytes", "2000000")
-        .create()?;
+        .set("message.max.bytes", "2000000");
+    for (k, v) in properties {
+        config.set(*k, *v);
+    }
+    let producer: BaseProducer = config.create()?;
     for i in start..start + n {
         let (key, payload) = generate::record(i, malformed);
         let mut record = BaseRecord::to(topic).key(&key[..]).payload(&payload[..]);
