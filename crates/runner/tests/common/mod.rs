@@ -23,6 +23,17 @@ pub const PATIENCE: Duration = Duration::from_secs(90);
 /// view, no HTTP server, and only warnings logged.
 pub fn sluicegate(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
+    // A fresh working directory each time: a run without --store writes
+    // SQLite's `sluicegate.db` there, never into the source tree or into
+    // another test's file.
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sluicegate-test-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("working directory");
+    cmd.current_dir(dir);
     for (k, _) in std::env::vars() {
         if k.starts_with("SLUICEGATE_") {
             cmd.env_remove(k);
