@@ -34,6 +34,11 @@ fn scale() -> u64 {
         .unwrap_or(1)
 }
 
+/// How long a whole scenario may take, scaled with its records.
+fn patience() -> Duration {
+    PATIENCE * scale() as u32
+}
+
 fn psql(sql: &str) -> String {
     let out = std::process::Command::new("psql")
         .args([DATABASE, "-Atc", sql])
@@ -99,7 +104,7 @@ fn read_all(brokers: &str, topic: &str) -> Vec<Msg> {
     let start = Instant::now();
     while at.iter().any(|(p, o)| *o < ends[p]) {
         assert!(
-            start.elapsed() < PATIENCE,
+            start.elapsed() < patience(),
             "reading {topic}: at {at:?} of {ends:?}"
         );
         match c.poll(Duration::from_millis(100)) {
@@ -237,7 +242,7 @@ impl<'a> Pipeline<'a> {
                 return;
             }
             assert!(
-                start.elapsed() < PATIENCE * 3,
+                start.elapsed() < patience() * 3,
                 "{n} of {} rows; log:\n{}",
                 self.good(),
                 log.text()
@@ -363,7 +368,7 @@ fn a_panicking_stage_dead_letters_with_the_panic_message() {
     while stored(&p.table).len() as u64 != expect_rows
         || cluster.committed(&p.group, PARTITIONS) < records as i64
     {
-        assert!(start.elapsed() < PATIENCE * 3, "log:\n{}", log.text());
+        assert!(start.elapsed() < patience() * 3, "log:\n{}", log.text());
         std::thread::sleep(Duration::from_millis(200));
     }
     signal(&child, "TERM");
@@ -434,15 +439,28 @@ fn sigterm_then_restart_writes_no_duplicate_output() {
 /// duplicate rows, output duplicates within the in-flight window.
 #[test]
 fn kill_9_and_restart_loses_nothing() {
-    let records = 6_000 * scale();
+    let records = if scale() > 1 { 200_000 } else { 6_000 };
     let kills = if scale() > 1 { 10 } else { 3 };
     let cluster = Cluster::real("kill9", PARTITIONS, records, 0.02);
     let p = Pipeline::new(&cluster, "kill9", records, 0.02);
     let slow = ["--hash-rounds", "100", "--transform-workers", "1"];
-    let step = records as i64 / (kills as i64 + 2);
-    for k in 1..=kills {
+    // Random moments (the seed is printed, so a failure can be replayed
+    // with SLUICEGATE_KILL_SEED): each kill comes once the group has
+    // committed a random share of the input, in increasing order.
+    let seed: u64 = std::env::var("SLUICEGATE_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let mut at: Vec<i64> = (0..kills)
+        .map(|_| rand::Rng::random_range(&mut rng, 1..records as i64 * 9 / 10))
+        .collect();
+    at.sort_unstable();
+    println!("kill -9 seed {seed}: after {at:?} committed");
+    for (k, &moment) in at.iter().enumerate() {
+        let k = k + 1;
         let (mut child, log) = p.spawn(&slow);
-        cluster.wait_committed(&p.group, PARTITIONS, step * k as i64);
+        cluster.wait_committed(&p.group, PARTITIONS, moment);
         child.kill().expect("kill -9");
         let _ = child.wait();
         println!(
@@ -513,7 +531,7 @@ fn broker_outage_then_recovery_loses_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     mock.broker_up(1).expect("broker up");
-    let out = finish(child, PATIENCE * 2, "the run after the outage");
+    let out = finish(child, patience() * 2, "the run after the outage");
     assert_eq!(out.status.code(), Some(0), "{}", log.text());
     let s = summary(&summary_file);
     let bad = count_malformed(0, records, 0.02);
@@ -656,7 +674,7 @@ fn load_with_a_slow_store_keeps_memory_within_the_budget() {
     let started = Instant::now();
     let mut samples: Vec<(u64, u64)> = Vec::new(); // (committed, rss)
     while child.try_wait().expect("try_wait").is_none() {
-        assert!(started.elapsed() < PATIENCE * 6, "log:\n{}", log.text());
+        assert!(started.elapsed() < patience() * 6, "log:\n{}", log.text());
         let rss = cluster_free_rss(pid);
         if rss > 0 {
             samples.push((cluster.committed("load", partitions) as u64, rss));
