@@ -252,11 +252,22 @@ impl Cluster {
 
     /// Waits until the group committed at least `at_least` input records.
     pub fn wait_committed(&self, group: &str, partitions: i32, at_least: i64) {
+        self.wait_committed_within(group, partitions, at_least, PATIENCE);
+    }
+
+    /// [`Cluster::wait_committed`], giving up after `limit`.
+    pub fn wait_committed_within(
+        &self,
+        group: &str,
+        partitions: i32,
+        at_least: i64,
+        limit: Duration,
+    ) {
         let start = Instant::now();
         while self.committed(group, partitions) < at_least {
             assert!(
-                start.elapsed() < PATIENCE,
-                "group {group} did not commit {at_least} records within {PATIENCE:?}"
+                start.elapsed() < limit,
+                "group {group} did not commit {at_least} records within {limit:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
