@@ -466,7 +466,16 @@ fn kill_9_and_restart_loses_nothing() {
     for (k, &moment) in at.iter().enumerate() {
         let k = k + 1;
         let (mut child, log) = p.spawn(slow);
-        cluster.wait_committed_within(&p.group, PARTITIONS, moment, patience());
+        let waiting = Instant::now();
+        while cluster.committed(&p.group, PARTITIONS) < moment {
+            assert!(
+                waiting.elapsed() < patience(),
+                "run {k}: {moment} not committed within {:?} (seed {seed}); its log:\n{}",
+                patience(),
+                log.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         child.kill().expect("kill -9");
         let _ = child.wait();
         println!(
