@@ -114,7 +114,9 @@ pub fn produce_generated_with(
             producer.poll(Duration::ZERO);
         }
     }
-    producer.flush(Duration::from_secs(60))?;
+    // Generous: a broker taking one record per request (as the tests ask of
+    // Tansu) needs minutes for a few hundred thousand.
+    producer.flush(Duration::from_secs(60 + n / 500))?;
     if producer.in_flight_count() > 0 {
         return Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut));
     }
