@@ -274,6 +274,8 @@ async fn bounded(args: &Args, progress: Arc<Progress>) -> Result<(), String> {
 /// Stops producing at the deadline and returns without draining (at ~1,000
 /// items per second the backlog would take hours).
 async fn unbounded(args: &Args, progress: Arc<Progress>) {
+    // Unbounded on purpose: this is the seeds' program, the baseline whose
+    // memory growth the benchmark measures against sluicegate's bounded one.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let produced = progress.clone();

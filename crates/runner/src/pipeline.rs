@@ -27,7 +27,7 @@ use sluicegate_stages::Record;
 use sluicegate_stages::codec::{Codec, Json};
 use sluicegate_stages::store::{Store, StoreError, StoreStage, StoreStats};
 use sluicegate_stages::transform::{EnrichAndHash, EnrichConfig};
-use sluicegate_stages::validate::{Field, Kind, ValidationStats, Validator};
+use sluicegate_stages::validate::{Field, Kind, Validator};
 
 use crate::generate::MAX_PAYLOAD_BYTES;
 use crate::settings::{Settings, StageSettings};
@@ -300,9 +300,4 @@ fn hash_key() -> Vec<u8> {
         Ok(k) if !k.is_empty() => k.into_bytes(),
         _ => b"sluicegate-development-key".to_vec(),
     }
-}
-
-/// Rejections per rule, for the summary.
-pub fn rejections(validator: &Validator) -> ValidationStats {
-    validator.stats()
 }

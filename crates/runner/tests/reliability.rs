@@ -25,7 +25,6 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sluicegate_runner::generate::{count_malformed, is_malformed};
 
 const PARTITIONS: i32 = 4;
-const DATABASE: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn scale() -> u64 {
     std::env::var("SLUICEGATE_RELIABILITY_SCALE")
@@ -37,19 +36,6 @@ fn scale() -> u64 {
 /// How long a whole scenario may take, scaled with its records.
 fn patience() -> Duration {
     PATIENCE * scale() as u32
-}
-
-fn psql(sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([DATABASE, "-Atc", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Rows stored per input offset, keyed by (partition, offset).
@@ -537,12 +523,12 @@ fn broker_outage_then_recovery_loses_nothing() {
     let log = watch_stderr(&mut child);
     cluster.wait_committed(group, 8, (records / 5) as i64);
     mock.broker_down(1).expect("broker down");
-    let before = cluster_free_rss(child.id());
+    let before = rss_of(child.id());
     let mut peak = before;
     let outage = Duration::from_secs(30);
     let start = Instant::now();
     while start.elapsed() < outage {
-        peak = peak.max(cluster_free_rss(child.id()));
+        peak = peak.max(rss_of(child.id()));
         std::thread::sleep(Duration::from_millis(100));
     }
     mock.broker_up(1).expect("broker up");
@@ -575,7 +561,7 @@ fn broker_outage_then_recovery_loses_nothing() {
 }
 
 /// The resident set of process `pid`, bytes.
-fn cluster_free_rss(pid: u32) -> u64 {
+fn rss_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -609,11 +595,11 @@ fn a_store_held_by_a_lock_stalls_without_a_rebalance() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("psql lock");
-    let before = cluster_free_rss(child.id());
+    let before = rss_of(child.id());
     let mut peak = before;
     let mut locker = locker;
     while locker.try_wait().expect("locker").is_none() {
-        peak = peak.max(cluster_free_rss(child.id()));
+        peak = peak.max(rss_of(child.id()));
         std::thread::sleep(Duration::from_millis(100));
     }
     p.wait_stored(&log);
@@ -690,7 +676,7 @@ fn load_with_a_slow_store_keeps_memory_within_the_budget() {
     let mut samples: Vec<(u64, u64)> = Vec::new(); // (committed, rss)
     while child.try_wait().expect("try_wait").is_none() {
         assert!(started.elapsed() < patience() * 6, "log:\n{}", log.text());
-        let rss = cluster_free_rss(pid);
+        let rss = rss_of(pid);
         if rss > 0 {
             samples.push((cluster.committed("load", partitions) as u64, rss));
         }

@@ -10,23 +10,14 @@ use sluicegate_runner::generate::count_malformed;
 
 const PARTITIONS: i32 = 4;
 const RECORDS: u64 = 6_000;
-const DATABASE: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 fn rows(table: &str) -> u64 {
-    let out = std::process::Command::new("psql")
-        .args([DATABASE, "-Atc", &format!("SELECT count(*) FROM {table}")])
-        .output()
-        .expect("psql");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    psql(&format!("SELECT count(*) FROM {table}"))
         .parse()
-        .unwrap_or_else(|_| panic!("counting rows: {}", String::from_utf8_lossy(&out.stderr)))
+        .expect("a row count")
 }
 
 fn drop_table(table: &str) {
-    let _ = std::process::Command::new("psql")
-        .args([DATABASE, "-qc", &format!("DROP TABLE IF EXISTS {table}")])
-        .output();
+    psql(&format!("DROP TABLE IF EXISTS {table}"));
 }
 
 fn scale_out(cluster: &Cluster, name: &str) {
@@ -34,7 +25,7 @@ fn scale_out(cluster: &Cluster, name: &str) {
     drop_table(&table);
     let group = format!("{name}-group");
     let dir = tempfile::tempdir().expect("tempdir");
-    let args = |summary: &str, until: bool| {
+    let args = |summary: &str| {
         let mut a = vec!["run".to_string()];
         a.extend(cluster.args());
         a.extend(
@@ -61,12 +52,9 @@ fn scale_out(cluster: &Cluster, name: &str) {
             .map(String::from),
         );
         a.push(dir.path().join(summary).display().to_string());
-        if until {
-            a.push("--until-caught-up".into());
-        }
         a
     };
-    let first_args = args("first.json", false);
+    let first_args = args("first.json");
     let mut first = sluicegate(&first_args.iter().map(String::as_str).collect::<Vec<_>>())
         .env("RUST_LOG", "info,librdkafka=warn,sluicegate_kafka_io=debug")
         .spawn()
@@ -74,7 +62,7 @@ fn scale_out(cluster: &Cluster, name: &str) {
     let first_log = watch_stderr(&mut first);
     cluster.wait_committed(&group, PARTITIONS, (RECORDS / 6) as i64);
 
-    let second_args = args("second.json", false);
+    let second_args = args("second.json");
     let mut second = sluicegate(&second_args.iter().map(String::as_str).collect::<Vec<_>>())
         .env("RUST_LOG", "info,librdkafka=warn,sluicegate_kafka_io=debug")
         .spawn()

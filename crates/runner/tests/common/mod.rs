@@ -327,3 +327,20 @@ impl StderrLog {
         }
     }
 }
+
+/// The PostgreSQL database the tests store into (scripts/test starts it).
+pub const DATABASE: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Runs `sql` with psql on [`DATABASE`]; its unaligned output.
+pub fn psql(sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([DATABASE, "-Atc", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
