@@ -423,11 +423,18 @@ fn sigterm_then_restart_writes_no_duplicate_output() {
 
 /// Scenario 1: kill -9 at several moments, restarting each time: nothing lost, no
 /// duplicate rows, output duplicates within the in-flight window.
+///
+/// On the mock cluster (a real broker over TCP to the binary): Tansu 0.6.0
+/// does not expire a killed member after its session timeout, so after a
+/// few kills it assigns the restarted process no partitions at all
+/// (`partitions assigned partitions=[]`) and the run starves.
 #[test]
 fn kill_9_and_restart_loses_nothing() {
     let records = if scale() > 1 { 200_000 } else { 6_000 };
     let kills = if scale() > 1 { 10 } else { 3 };
-    let cluster = Cluster::real("kill9", PARTITIONS, records, 0.02);
+    // The mock keeps about 5 MiB per partition.
+    let parts: i32 = if scale() > 1 { 16 } else { PARTITIONS };
+    let cluster = Cluster::new(parts, records, 0.02);
     let p = Pipeline::new(&cluster, "kill9", records, 0.02);
     // Slow enough at the default size that the kills land mid-stream; the
     // long variant is long by itself.
@@ -453,7 +460,7 @@ fn kill_9_and_restart_loses_nothing() {
         let k = k + 1;
         let (mut child, log) = p.spawn(slow);
         let waiting = Instant::now();
-        while cluster.committed(&p.group, PARTITIONS) < moment {
+        while cluster.committed(&p.group, parts) < moment {
             assert!(
                 waiting.elapsed() < patience(),
                 "run {k}: {moment} not committed within {:?} (seed {seed}); its log:\n{}",
@@ -466,13 +473,13 @@ fn kill_9_and_restart_loses_nothing() {
         let _ = child.wait();
         println!(
             "kill -9 number {k} at {} committed",
-            cluster.committed(&p.group, PARTITIONS)
+            cluster.committed(&p.group, parts)
         );
         drop(log);
     }
     let (child, log) = p.spawn(slow);
     p.wait_stored(&log);
-    cluster.wait_committed(&p.group, PARTITIONS, records as i64);
+    cluster.wait_committed(&p.group, parts, records as i64);
     signal(&child, "TERM");
     let out = finish(child, PATIENCE, "the last run after SIGTERM");
     assert_eq!(out.status.code(), Some(0), "{}", log.text());
