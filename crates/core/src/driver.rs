@@ -16,7 +16,7 @@ use crate::envelope::Envelope;
 use crate::error::{BoxError, FailureKind, Fatal, GraphError, ItemError, panic_message};
 use crate::graph::{BatchConfig, DeadLetter, Order};
 use crate::mailbox::{Receiver, Release, Slot};
-use crate::metrics::{Clock, StageMetrics};
+use crate::metrics::{Clock, Phase, StageMetrics};
 use crate::outlet::{FlushStop, Outlet, abandon_pending};
 use crate::stage::{BatchStage, Outputs, Stage};
 
@@ -247,7 +247,7 @@ pub(crate) async fn run_sequential<S: Stage>(
     let m = cx.metrics.clone();
     let mut batch = Vec::with_capacity(prefetch);
     let mut settle = Settle::new(&cx);
-    let mut clock = Clock::start();
+    let mut clock = Clock::start(m.clone(), Phase::Idle);
     'outer: loop {
         let got = tokio::select! {
             biased;
@@ -257,7 +257,7 @@ pub(crate) async fn run_sequential<S: Stage>(
                 break 'outer;
             }
         };
-        clock.lap(&m.idle_ns);
+        clock.lap(Phase::Idle, Phase::Busy);
         if !got {
             break;
         }
@@ -286,7 +286,7 @@ pub(crate) async fn run_sequential<S: Stage>(
                         // The item will wait: close the run of ready items,
                         // then hand on what is finished, so earlier items are
                         // not held back by this one.
-                        let d = clock.lap(&m.busy_ns);
+                        let d = clock.lap(Phase::Busy, Phase::Blocked);
                         if ready_run > 0 {
                             m.latency.record_n(d, ready_run);
                             ready_run = 0;
@@ -297,7 +297,7 @@ pub(crate) async fn run_sequential<S: Stage>(
                             let mut rel = |r: Release| rx_ref.release(r);
                             settle.flush(&outlet, &mut rel).await
                         };
-                        clock.lap(&m.blocked_ns);
+                        clock.lap(Phase::Blocked, Phase::Busy);
                         if alive {
                             tokio::select! {
                                 biased;
@@ -327,7 +327,7 @@ pub(crate) async fn run_sequential<S: Stage>(
             };
             if let Some(started) = waited_since {
                 // Busy time excludes the flush; latency is the item's wall time.
-                clock.lap(&m.busy_ns);
+                clock.lap(Phase::Busy, Phase::Busy);
                 m.latency.record(started.elapsed());
             }
             let processed = classify(stage.as_ref(), result);
@@ -335,15 +335,18 @@ pub(crate) async fn run_sequential<S: Stage>(
         }
         drop(items);
         if ready_run > 0 {
-            let d = clock.lap(&m.busy_ns);
+            let d = clock.lap(Phase::Busy, Phase::Blocked);
             m.latency.record_n(d, ready_run);
+        } else {
+            // Since the last lap: settling, counted with the flush as before.
+            clock.relabel(Phase::Blocked);
         }
         let alive = {
             let rx_ref = &rx;
             let mut rel = |r: Release| rx_ref.release(r);
             settle.flush(&outlet, &mut rel).await
         };
-        clock.lap(&m.blocked_ns);
+        clock.lap(Phase::Blocked, Phase::Idle);
         if !alive || settle.fatal.is_some() {
             abandon_mailbox(&mut rx, &cx);
             break;
@@ -391,7 +394,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
 
     let m = cx.metrics.clone();
     let mut settle = Settle::new(&cx);
-    let mut clock = Clock::start();
+    let mut clock = Clock::start(m.clone(), Phase::Idle);
     let mut unordered: FuturesUnordered<
         futures::future::BoxFuture<'static, Joined<S::Out, S::Error>>,
     > = FuturesUnordered::new();
@@ -452,6 +455,13 @@ pub(crate) async fn run_concurrent<S: Stage>(
         if closed && running == 0 {
             break;
         }
+        // Waiting with items in flight is busy; with none, idle.
+        let waiting = if running > 0 {
+            Phase::Busy
+        } else {
+            Phase::Idle
+        };
+        clock.relabel(waiting);
         enum Event<T> {
             Done(T),
             Received(bool),
@@ -464,11 +474,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
             Some(done) = ordered.next(), if !ordered.is_empty() => Event::Done(done),
             got = rx.recv_many(&mut buf, concurrency - running), if can_take => Event::Received(got),
         };
-        if running > 0 {
-            clock.lap(&m.busy_ns);
-        } else {
-            clock.lap(&m.idle_ns);
-        }
+        clock.lap(waiting, Phase::Busy);
         match event {
             Event::Abandon => {
                 abandoned = true;
@@ -537,12 +543,14 @@ pub(crate) async fn run_concurrent<S: Stage>(
                         }
                     }
                 }
+                // Since the last lap: settling, counted with the flush.
+                clock.relabel(Phase::Blocked);
                 let alive = {
                     let rx_ref = &rx;
                     let mut rel = |r: Release| rx_ref.release(r);
                     settle.flush(&outlet, &mut rel).await
                 };
-                clock.lap(&m.blocked_ns);
+                clock.lap(Phase::Blocked, Phase::Busy);
                 if !alive || settle.fatal.is_some() {
                     abandoned = true;
                     break;
@@ -590,7 +598,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
 ) -> Result<(), GraphError> {
     let m = cx.metrics.clone();
     let mut settle = Settle::new(&cx);
-    let mut clock = Clock::start();
+    let mut clock = Clock::start(m.clone(), Phase::Idle);
     let mut buf: Vec<(Envelope<S::In>, Slot)> = Vec::with_capacity(config.max_items);
     let weigh = |env: &Envelope<S::In>| {
         config
@@ -607,11 +615,10 @@ pub(crate) async fn run_batched<S: BatchStage>(
             got = rx.recv_many(&mut buf, if byte_limit.is_some() { 1 } else { config.max_items }) => got,
             () = cx.abandon.cancelled() => { abandon_mailbox(&mut rx, &cx); break; }
         };
-        clock.lap(&m.idle_ns);
         if !got {
             break;
         }
-        // Then gather until full, over the byte limit, or the deadline.
+        // Then gather (still idle) until full, over the byte limit, or the deadline.
         let deadline = tokio::time::Instant::now() + config.max_wait;
         let mut bytes: usize = buf.iter().map(|(e, _)| weigh(e)).sum();
         let mut abandoned = false;
@@ -646,7 +653,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
             abandon_mailbox(&mut rx, &cx);
             break;
         }
-        clock.lap(&m.idle_ns);
+        clock.lap(Phase::Idle, Phase::Busy);
         let n = buf.len();
         m.items_in.fetch_add(n as u64, AtomicOrdering::Relaxed);
         let mut payloads = Vec::with_capacity(n);
@@ -678,7 +685,8 @@ pub(crate) async fn run_batched<S: BatchStage>(
             abandon_mailbox(&mut rx, &cx);
             break;
         };
-        m.latency.record(clock.lap(&m.busy_ns));
+        // Settling and flushing count as blocked.
+        m.latency.record(clock.lap(Phase::Busy, Phase::Blocked));
         let per_item: Vec<Processed<S::Out>> = match result {
             Err(p) => {
                 let msg = panic_message(p.as_ref());
@@ -725,7 +733,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
             let mut rel = |r: Release| rx_ref.release(r);
             settle.flush(&outlet, &mut rel).await
         };
-        clock.lap(&m.blocked_ns);
+        clock.lap(Phase::Blocked, Phase::Idle);
         if !alive || settle.fatal.is_some() {
             abandon_mailbox(&mut rx, &cx);
             break;

@@ -434,8 +434,11 @@ impl GraphBuilder {
                                 outlet,
                                 shutdown: env.shutdown.clone(),
                                 abandon: env.abandon,
+                                clock: crate::metrics::Clock::start(
+                                    metrics.clone(),
+                                    crate::metrics::Phase::Busy,
+                                ),
                                 metrics,
-                                clock: crate::metrics::Clock::start(),
                             };
                             let result = source.run(cx).await;
                             result.map_err(|source| {

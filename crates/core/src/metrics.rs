@@ -4,10 +4,13 @@
 //! Every counter is a relaxed atomic updated by the stage's own task (once
 //! per batch where it can), so metrics stay on in production. Time is split
 //! three ways, as Flink does: *busy* (processing), *blocked* (waiting for room
-//! downstream) and *idle* (waiting for input).
+//! downstream) and *idle* (waiting for input). Each node also publishes the
+//! phase it is in and since when, so a snapshot counts the phase still open:
+//! a stage stuck for minutes on one call shows as busy for those minutes, not
+//! as doing nothing.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,6 +116,18 @@ pub struct StageMetrics {
     pub(crate) blocked_ns: AtomicU64,
     pub(crate) idle_ns: AtomicU64,
     pub(crate) latency: Histogram,
+    /// The open phase: [`Phase`] in the top two bits, its start in
+    /// nanoseconds since `epoch` below. Written with the time counters under
+    /// `seq`.
+    open: AtomicU64,
+    /// Sequence lock over the time counters and `open`: odd while the node's
+    /// one [`Clock`] writes them, so a reader can take a consistent cut.
+    seq: AtomicU64,
+    epoch: Instant,
+    /// The highest busy, blocked and idle values handed out, so reported
+    /// time never goes backwards (a Prometheus counter that drops reads as a
+    /// reset).
+    reported: [AtomicU64; 3],
 }
 
 impl StageMetrics {
@@ -131,7 +146,61 @@ impl StageMetrics {
             blocked_ns: AtomicU64::new(0),
             idle_ns: AtomicU64::new(0),
             latency: Histogram::default(),
+            open: AtomicU64::new(CLOSED),
+            seq: AtomicU64::new(0),
+            epoch: Instant::now(),
+            reported: Default::default(),
         }
+    }
+
+    fn phase_counter(&self, phase: Phase) -> &AtomicU64 {
+        match phase {
+            Phase::Busy => &self.busy_ns,
+            Phase::Blocked => &self.blocked_ns,
+            Phase::Idle => &self.idle_ns,
+        }
+    }
+
+    /// Busy, blocked and idle nanoseconds, each including the part of the
+    /// open phase elapsed so far; never less than a previous call returned.
+    fn time_ns(&self) -> [u64; 3] {
+        let mut cut = None;
+        // The writer holds the lock for a few instructions; if it is
+        // descheduled inside, fall back to the closed phases only.
+        for _ in 0..1_000 {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let closed = [
+                self.busy_ns.load(Ordering::Relaxed),
+                self.blocked_ns.load(Ordering::Relaxed),
+                self.idle_ns.load(Ordering::Relaxed),
+            ];
+            let open = self.open.load(Ordering::Relaxed);
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == s1 {
+                cut = Some((closed, open, now));
+                break;
+            }
+        }
+        let (mut time, open, now) = cut.unwrap_or_else(|| {
+            let closed = [
+                self.busy_ns.load(Ordering::Relaxed),
+                self.blocked_ns.load(Ordering::Relaxed),
+                self.idle_ns.load(Ordering::Relaxed),
+            ];
+            (closed, CLOSED, 0)
+        });
+        if let Some((phase, since)) = unpack(open) {
+            time[phase as usize] += now.saturating_sub(since);
+        }
+        for (t, reported) in time.iter_mut().zip(&self.reported) {
+            *t = reported.fetch_max(*t, Ordering::Relaxed).max(*t);
+        }
+        time
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -146,18 +215,50 @@ impl StageMetrics {
     }
 }
 
+/// What a node is doing: the three ways its time is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Processing.
+    Busy = 0,
+    /// Waiting for room downstream.
+    Blocked = 1,
+    /// Waiting for input.
+    Idle = 2,
+}
+
+/// `open` when no phase is open (before start, after the node ends).
+const CLOSED: u64 = u64::MAX;
+const SINCE_MASK: u64 = (1 << 62) - 1;
+
+fn unpack(open: u64) -> Option<(Phase, u64)> {
+    let phase = match open >> 62 {
+        0 => Phase::Busy,
+        1 => Phase::Blocked,
+        2 => Phase::Idle,
+        _ => return None,
+    };
+    Some((phase, open & SINCE_MASK))
+}
+
 /// Attributes elapsed time to busy, blocked or idle with one clock read per
-/// phase change.
+/// phase change, and publishes the open phase for snapshots. A node has one
+/// clock (the counters' only writer); dropping it closes the open phase.
 #[derive(Debug)]
 pub(crate) struct Clock {
+    metrics: Arc<StageMetrics>,
     last: Instant,
+    phase: Phase,
 }
 
 impl Clock {
-    pub(crate) fn start() -> Self {
-        Clock {
+    pub(crate) fn start(metrics: Arc<StageMetrics>, phase: Phase) -> Self {
+        let clock = Clock {
+            metrics,
             last: Instant::now(),
-        }
+            phase,
+        };
+        clock.publish(false, Some(phase));
+        clock
     }
 
     /// When the current phase began.
@@ -165,13 +266,61 @@ impl Clock {
         self.last
     }
 
-    /// Ends the current phase, adding its time to `counter`; returns its length.
-    pub(crate) fn lap(&mut self, counter: &AtomicU64) -> Duration {
-        let now = Instant::now();
-        let d = now.saturating_duration_since(self.last);
+    /// Ends the current phase (`ended`, which the caller states so a
+    /// misattribution fails in debug builds), adding its time to that
+    /// counter, and opens `next`; returns the ended phase's length.
+    pub(crate) fn lap(&mut self, ended: Phase, next: Phase) -> Duration {
+        debug_assert_eq!(ended, self.phase, "clock lap ends a phase that is not open");
+        let (now, d) = self.publish(true, Some(next));
         self.last = now;
-        counter.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.phase = next;
         d
+    }
+
+    /// Renames the open phase without ending it: the time since the last
+    /// lap belongs to `phase`.
+    pub(crate) fn relabel(&mut self, phase: Phase) {
+        if phase != self.phase {
+            self.phase = phase;
+            self.publish(false, Some(phase));
+        }
+    }
+
+    /// The one writer's side of the sequence lock. With `close`, reads the
+    /// time and adds the open phase's length to its counter; then publishes
+    /// `next` as open since that time (or no open phase). The time is read
+    /// inside the lock, so no reader can have counted the open phase past
+    /// the moment the writer closes it.
+    fn publish(&self, close: bool, next: Option<Phase>) -> (Instant, Duration) {
+        let m = &*self.metrics;
+        let s = m.seq.load(Ordering::Relaxed);
+        debug_assert!(s & 1 == 0, "two clocks write one node's metrics");
+        m.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        let (now, d) = if close {
+            let now = Instant::now();
+            let d = now.saturating_duration_since(self.last);
+            // The only writer: no read-modify-write needed.
+            let counter = m.phase_counter(self.phase);
+            let total = counter.load(Ordering::Relaxed) + d.as_nanos() as u64;
+            counter.store(total, Ordering::Relaxed);
+            (now, d)
+        } else {
+            (self.last, Duration::ZERO)
+        };
+        let open = next.map_or(CLOSED, |phase| {
+            let since = now.saturating_duration_since(m.epoch).as_nanos() as u64;
+            ((phase as u64) << 62) | (since & SINCE_MASK)
+        });
+        m.open.store(open, Ordering::Relaxed);
+        m.seq.store(s.wrapping_add(2), Ordering::Release);
+        (now, d)
+    }
+}
+
+impl Drop for Clock {
+    fn drop(&mut self) {
+        self.publish(true, None);
     }
 }
 
@@ -221,20 +370,23 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|m| StageSnapshot {
-                name: m.name.to_string(),
-                kind: m.kind,
-                concurrency: m.concurrency,
-                items_in: m.items_in.load(Ordering::Relaxed),
-                items_out: m.items_out.load(Ordering::Relaxed),
-                filtered: m.filtered.load(Ordering::Relaxed),
-                failed: m.failed.load(Ordering::Relaxed),
-                panics: m.panics.load(Ordering::Relaxed),
-                abandoned: m.abandoned.load(Ordering::Relaxed),
-                busy_ns: m.busy_ns.load(Ordering::Relaxed),
-                blocked_ns: m.blocked_ns.load(Ordering::Relaxed),
-                idle_ns: m.idle_ns.load(Ordering::Relaxed),
-                latency: m.latency.snapshot(),
+            .map(|m| {
+                let [busy_ns, blocked_ns, idle_ns] = m.time_ns();
+                StageSnapshot {
+                    name: m.name.to_string(),
+                    kind: m.kind,
+                    concurrency: m.concurrency,
+                    items_in: m.items_in.load(Ordering::Relaxed),
+                    items_out: m.items_out.load(Ordering::Relaxed),
+                    filtered: m.filtered.load(Ordering::Relaxed),
+                    failed: m.failed.load(Ordering::Relaxed),
+                    panics: m.panics.load(Ordering::Relaxed),
+                    abandoned: m.abandoned.load(Ordering::Relaxed),
+                    busy_ns,
+                    blocked_ns,
+                    idle_ns,
+                    latency: m.latency.snapshot(),
+                }
             })
             .collect();
         let mailboxes = self
@@ -600,4 +752,54 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader racing the one writer sees every counter grow monotonically
+    /// and never more time in all than has passed: the open phase is never
+    /// counted twice.
+    #[test]
+    fn snapshots_racing_the_clock_are_consistent_and_monotonic() {
+        let m = Arc::new(StageMetrics::new("s".into(), NodeKind::Stage, 1));
+        let started = Instant::now();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (m, done) = (m.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut clock = Clock::start(m, Phase::Idle);
+                let phases = [Phase::Idle, Phase::Busy, Phase::Blocked];
+                for i in 0..200_000 {
+                    clock.lap(phases[i % 3], phases[(i + 1) % 3]);
+                    if i % 1_000 == 0 {
+                        clock.relabel(Phase::Busy);
+                        clock.relabel(phases[(i + 1) % 3]);
+                    }
+                }
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        let mut last = [0u64; 3];
+        let mut reads = 0u64;
+        while !done.load(Ordering::SeqCst) {
+            let t = m.time_ns();
+            let wall = started.elapsed().as_nanos() as u64;
+            assert!(
+                t.iter().zip(&last).all(|(a, b)| a >= b),
+                "{last:?} then {t:?}"
+            );
+            assert!(
+                t.iter().sum::<u64>() <= wall,
+                "{t:?} is more than {wall} ns"
+            );
+            last = t;
+            reads += 1;
+        }
+        writer.join().expect("writer");
+        assert!(reads > 0);
+        // The clock is dropped: every phase closed, nothing open is added.
+        assert_eq!(m.time_ns(), m.time_ns());
+    }
 }

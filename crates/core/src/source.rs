@@ -4,13 +4,14 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Envelope;
 use crate::error::BoxError;
 use crate::mailbox::TrySendError;
-use crate::metrics::{Clock, StageMetrics};
+use crate::metrics::{Clock, Phase, StageMetrics};
 use crate::outlet::{FlushStop, Outlet, Refused};
 
 /// Produces envelopes into a graph.
@@ -86,12 +87,6 @@ pub enum EmitStop {
     Abandoned,
 }
 
-impl<T> Drop for SourceContext<T> {
-    fn drop(&mut self) {
-        self.clock.lap(&self.metrics.busy_ns);
-    }
-}
-
 impl<T: Send + 'static> SourceContext<T> {
     /// Hands an envelope to the graph, waiting for room.
     ///
@@ -119,9 +114,9 @@ impl<T: Send + 'static> SourceContext<T> {
             },
             _ => env,
         };
-        self.clock.lap(&self.metrics.busy_ns);
+        self.clock.lap(Phase::Busy, Phase::Blocked);
         let result = self.outlet.send(env, &self.abandon).await;
-        self.clock.lap(&self.metrics.blocked_ns);
+        self.clock.lap(Phase::Blocked, Phase::Busy);
         match result {
             Ok(()) => {
                 self.count_one();
@@ -157,12 +152,12 @@ impl<T: Send + 'static> SourceContext<T> {
         // Not kept in `self`: a stored buffer of `T` would make the context
         // `Sync` only for `Sync` payloads.
         let mut pending: VecDeque<_> = batch.drain(..).map(|e| (e, None)).collect();
-        self.clock.lap(&self.metrics.busy_ns);
+        self.clock.lap(Phase::Busy, Phase::Blocked);
         let result = self
             .outlet
             .flush(&mut pending, &mut |_| {}, &self.abandon)
             .await;
-        self.clock.lap(&self.metrics.blocked_ns);
+        self.clock.lap(Phase::Blocked, Phase::Busy);
         let left = pending.len() as u64;
         batch.extend(pending.into_iter().map(|(e, _)| e));
         self.metrics.items_in.fetch_add(n - left, Ordering::Relaxed);
@@ -229,9 +224,30 @@ impl<T: Send + 'static> SourceContext<T> {
     /// as idle. A source's time is split three ways like a stage's: blocked in
     /// [`emit`](SourceContext::emit), idle in this, busy otherwise.
     pub async fn idle<F: Future>(&mut self, fut: F) -> F::Output {
-        self.clock.lap(&self.metrics.busy_ns);
+        self.clock.lap(Phase::Busy, Phase::Idle);
         let out = fut.await;
-        self.clock.lap(&self.metrics.idle_ns);
+        self.clock.lap(Phase::Idle, Phase::Busy);
         out
+    }
+
+    /// Runs `f`, a blocking wait for input (a client library's poll, on a
+    /// source's own thread), counting its time as idle, like
+    /// [`idle`](SourceContext::idle).
+    pub fn idle_blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.clock.lap(Phase::Busy, Phase::Idle);
+        let out = f();
+        self.clock.lap(Phase::Idle, Phase::Busy);
+        out
+    }
+
+    /// Waits at most `max` for room in the first mailbox, counting the wait
+    /// as blocked (the wait [`emit`](SourceContext::emit) does, for a source
+    /// that emits with [`try_emit`](SourceContext::try_emit)). Returns
+    /// whether there is room.
+    pub async fn ready_within(&mut self, max: Duration) -> bool {
+        self.clock.lap(Phase::Busy, Phase::Blocked);
+        let room = tokio::time::timeout(max, self.outlet.ready()).await.is_ok();
+        self.clock.lap(Phase::Blocked, Phase::Busy);
+        room
     }
 }

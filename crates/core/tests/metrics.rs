@@ -142,3 +142,86 @@ async fn multi_threaded_stress_delivers_everything_once() {
     acks.assert_each_once(N as i64);
     assert_eq!(acks.delivered(), N as usize);
 }
+
+/// Busy, blocked and idle of every node, in that order.
+fn times(snap: &Snapshot) -> Vec<(String, [u64; 3])> {
+    snap.stages
+        .iter()
+        .map(|s| (s.name.clone(), [s.busy_ns, s.blocked_ns, s.idle_ns]))
+        .collect()
+}
+
+/// A stage stuck on one call for the whole window is busy for that window
+/// (its time is published while the phase is still open), so it is the
+/// bottleneck and the stage behind it reads blocked; reported time never
+/// goes backwards, and it stops growing once the graph ends.
+#[tokio::test]
+async fn a_stuck_stage_is_the_bottleneck_while_it_is_stuck() {
+    let acks = AckLog::new();
+    let gate = Gate::new();
+    let sink = GatedSink::new(gate.clone());
+    let mut g = Graph::builder("stuck");
+    g.source("src", VecSource::new((0..20u64).collect(), acks.clone()))
+        .via(StageSpec::new("parse", map(|x: u64| x + 1)).capacity(2))
+        .to(StageSpec::new("store", sink.clone()).capacity(2));
+    let graph = g.build().expect("valid");
+    let metrics = graph.metrics().clone();
+    let running = graph.start().await.expect("starts");
+    within(
+        LIMIT,
+        "the store to hold its first item",
+        gate.wait_for_waiting(1),
+    )
+    .await;
+
+    // Nothing changes phase from here on: every node waits on the gate.
+    let before = metrics.snapshot();
+    let stuck_for = Duration::from_millis(20);
+    let after = within(
+        Duration::from_secs(10),
+        "the stuck store's busy time to grow",
+        async {
+            loop {
+                let snap = metrics.snapshot();
+                let store = snap.stage("store").expect("store");
+                let grown = store.busy_ns - before.stage("store").expect("store").busy_ns;
+                if grown >= stuck_for.as_nanos() as u64 {
+                    break snap;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        },
+    )
+    .await;
+    let b = after.bottleneck(Some(&before)).expect("the stuck stage");
+    assert_eq!(b.stage, "store", "{b:?}");
+    assert!(b.busy > 0.99, "{b:?}");
+    let (_, parse_blocked, _) = after
+        .stage("parse")
+        .expect("parse")
+        .time_split(before.stage("parse"));
+    assert!(
+        parse_blocked > 0.99,
+        "parse waits on the full store: {parse_blocked}"
+    );
+    for ((name, t0), (_, t1)) in times(&before).iter().zip(times(&after)) {
+        assert!(
+            t0.iter().zip(&t1).all(|(a, b)| a <= b),
+            "{name}: {t0:?} then {t1:?}"
+        );
+    }
+
+    gate.open_all();
+    let report = within(LIMIT, "the graph", running.wait()).await;
+    assert!(report.is_clean(), "{report:?}");
+    acks.assert_each_once(20);
+    let ended = metrics.snapshot();
+    for ((name, t1), (_, t2)) in times(&after).iter().zip(times(&ended)) {
+        assert!(
+            t1.iter().zip(&t2).all(|(a, b)| a <= b),
+            "{name}: {t1:?} then {t2:?}"
+        );
+    }
+    // Every phase is closed: the counters are final.
+    assert_eq!(times(&ended), times(&metrics.snapshot()));
+}

@@ -807,9 +807,7 @@ impl KafkaSource {
                 } else {
                     self.pause_after.saturating_sub(since.elapsed())
                 };
-                let _ = rt.block_on(async {
-                    tokio::time::timeout(wait.min(self.poll_interval), cx.ready()).await
-                });
+                rt.block_on(cx.ready_within(wait.min(self.poll_interval)));
                 if !shared.paused.load(Ordering::Relaxed) {
                     // Short stall: wait without polling; the prefetched
                     // records stay in librdkafka's bounded buffer.
@@ -821,7 +819,7 @@ impl KafkaSource {
             } else {
                 self.poll_interval
             };
-            match consumer.poll(timeout) {
+            match cx.idle_blocking(|| consumer.poll(timeout)) {
                 None => {}
                 Some(Ok(message)) => {
                     if let Some(env) = envelope(
