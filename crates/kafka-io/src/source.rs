@@ -583,6 +583,7 @@ pub struct KafkaSource {
     poll_interval: Duration,
     pause_after: Duration,
     connect_timeout: Duration,
+    lag_interval: Duration,
     keep_raw: bool,
     shared: Arc<Shared>,
 }
@@ -614,6 +615,7 @@ impl KafkaSource {
             poll_interval: Duration::from_millis(100),
             pause_after: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(10),
+            lag_interval: Duration::from_secs(5),
             keep_raw: true,
             shared: Arc::new(Shared::default()),
         }
@@ -652,6 +654,15 @@ impl KafkaSource {
     /// How long to wait for the cluster at start (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often the high watermarks behind [`KafkaSourceHandle::partitions`]'
+    /// lag are refreshed (default 5 s). Each refresh is one ListOffsets
+    /// request per partition leader, made on the consumer thread (at most
+    /// 500 ms without polling, when a broker does not answer).
+    pub fn lag_interval(mut self, interval: Duration) -> Self {
+        self.lag_interval = interval;
         self
     }
 
@@ -763,7 +774,7 @@ impl KafkaSource {
                 commit(&consumer, &shared, &offsets, CommitMode::Sync);
                 last_commit = Instant::now();
             }
-            if last_watermarks.elapsed() >= Duration::from_secs(5) {
+            if last_watermarks.elapsed() >= self.lag_interval {
                 refresh_watermarks(&consumer, &shared);
                 last_watermarks = Instant::now();
             }
@@ -971,15 +982,34 @@ fn envelope(
     ))
 }
 
+/// The high watermark of every assigned partition, in one request per
+/// partition leader (ListOffsets for the latest offset): the consumer thread
+/// stops polling for one round trip, however many partitions it owns.
 fn refresh_watermarks(consumer: &BaseConsumer<Callbacks>, shared: &Shared) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
+    if assignment.count() == 0 {
+        return;
+    }
+    // In a timestamp query, `End` (-1) asks for the latest offset: the high
+    // watermark.
+    let mut query = TopicPartitionList::with_capacity(assignment.count());
     for e in assignment.elements() {
-        if let Ok((_, high)) =
-            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(500))
+        if query
+            .add_partition_offset(e.topic(), e.partition(), Offset::End)
+            .is_err()
         {
-            lock(&shared.high_watermarks).insert((e.topic().to_string(), e.partition()), high);
+            return;
+        }
+    }
+    let Ok(latest) = consumer.offsets_for_times(query, Duration::from_millis(500)) else {
+        return;
+    };
+    let mut marks = lock(&shared.high_watermarks);
+    for e in latest.elements() {
+        if let (Offset::Offset(high), Ok(())) = (e.offset(), e.error()) {
+            marks.insert((e.topic().to_string(), e.partition()), high);
         }
     }
 }

@@ -394,3 +394,40 @@ async fn first_delivery_does_not_wait_for_the_producer_id() {
         "the first delivery took {took:?}: it waited for the producer id"
     );
 }
+
+/// The handle's lag is the high watermark minus the committed offset, per
+/// partition, both exact: 0 once everything is finished and committed, the
+/// new records' count while they wait behind a closed gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_is_the_high_watermark_minus_the_committed_offset() {
+    use sluicegate_core::testing::{Gate, GatedSink};
+    const PARTS: i32 = 4;
+    let mock = Mock::new(1);
+    mock.topic("lag", PARTS);
+    produce_numbers(&mock.brokers, "lag", PARTS, 400).await;
+    let gate = Gate::new();
+    gate.open(400);
+    let source = KafkaSource::new(KafkaConfig::new(&mock.brokers), "g-lag", ["lag"])
+        .commit_interval(Duration::from_millis(20))
+        .lag_interval(Duration::from_millis(50));
+    let handle = source.handle();
+    let mut g = Graph::builder("lag");
+    g.source("kafka", source)
+        .to(StageSpec::new("sink", GatedSink::<Bytes>::new(gate.clone())).capacity(16));
+    let running = g.build().expect("valid").start().await.expect("starts");
+    let marks = |high: i64, lag: i64| {
+        let parts = handle.partitions();
+        parts.len() == PARTS as usize
+            && parts
+                .iter()
+                .all(|p| p.high_watermark == Some(high) && p.lag == Some(lag))
+    };
+    eventually(LONG, "100 per partition committed, lag 0", || marks(100, 0)).await;
+    // 100 more per partition; the gate holds them, so nothing more commits.
+    produce_numbers(&mock.brokers, "lag", PARTS, 400).await;
+    eventually(LONG, "a lag of 100 per partition", || marks(200, 100)).await;
+    gate.open_all();
+    eventually(LONG, "everything committed, lag 0", || marks(200, 0)).await;
+    let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
+    assert!(report.is_clean(), "{report:?}");
+}
