@@ -367,34 +367,6 @@ async fn many_workers_in_one_group_share_the_partitions() {
     );
 }
 
-/// The sink's start hook waits for the cluster, which makes librdkafka ask
-/// for the idempotent producer's id at once: the first delivery then takes
-/// one round trip, not the half second librdkafka's producer-id timer
-/// would add (about 500 ms here without the start hook).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_delivery_does_not_wait_for_the_producer_id() {
-    use sluicegate_core::{Origin, Stage};
-    let mock = Mock::new(1);
-    mock.topic("out", 1);
-    let sink = KafkaSink::new(&KafkaConfig::new(&mock.brokers), "out").expect("sink");
-    within(LONG, "the start hook", sink.start())
-        .await
-        .expect("starts");
-    let sent = std::time::Instant::now();
-    within(
-        LONG,
-        "the first delivery",
-        sink.process(ProducerRecord::new("first"), &Origin::default()),
-    )
-    .await
-    .expect("delivered");
-    let took = sent.elapsed();
-    assert!(
-        took < Duration::from_millis(300),
-        "the first delivery took {took:?}: it waited for the producer id"
-    );
-}
-
 /// The handle's lag is the high watermark minus the committed offset, per
 /// partition, both exact: 0 once everything is finished and committed, the
 /// new records' count while they wait behind a closed gate.
