@@ -292,9 +292,9 @@ impl StatusBoard {
     /// }
     /// ```
     ///
-    /// A node's split is all zeros when none of its time was accounted in
-    /// the window (time is attributed when a phase ends, so a node stuck in
-    /// one phase for the whole window shows nothing).
+    /// The split counts the phase a node is still in, so a node stuck in one
+    /// call for the whole window shows that phase at 100%; it is all zeros
+    /// for a node that ended before the window began.
     pub fn status(&self) -> Value {
         let window = self.window();
         let seconds = window.seconds();
