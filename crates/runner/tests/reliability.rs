@@ -186,8 +186,6 @@ impl<'a> Pipeline<'a> {
                 DATABASE,
                 "--table",
                 &self.table,
-                "--http",
-                "off",
                 "--kafka-property",
                 "batch.num.messages=1",
                 "--kafka-property",
@@ -195,6 +193,9 @@ impl<'a> Pipeline<'a> {
             ]
             .map(String::from),
         );
+        if !extra.contains(&"--http") {
+            a.extend(["--http", "off"].map(String::from));
+        }
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     }
@@ -587,7 +588,13 @@ fn a_store_held_by_a_lock_stalls_without_a_rebalance() {
     let records = 4_000 * scale();
     let cluster = Cluster::real("stall", PARTITIONS, records, 0.02);
     let p = Pipeline::new(&cluster, "stall", records, 0.02);
-    let (child, log) = p.spawn(&["--kafka-property", "max.poll.interval.ms=8000"]);
+    let http = free_local_address();
+    let (child, log) = p.spawn(&[
+        "--kafka-property",
+        "max.poll.interval.ms=8000",
+        "--http",
+        &http,
+    ]);
     cluster.wait_committed(&p.group, PARTITIONS, (records / 5) as i64);
     // Hold an exclusive lock on the table for 12 s (> max.poll.interval.ms).
     let locker = std::process::Command::new("psql")
@@ -605,10 +612,31 @@ fn a_store_held_by_a_lock_stalls_without_a_rebalance() {
     let before = rss_of(child.id());
     let mut peak = before;
     let mut locker = locker;
+    // While the lock holds, the status page must name the store, stuck in
+    // one insert, as the bottleneck: busy over a whole window it spends in
+    // one call.
+    let mut named = None;
+    let mut last_status = serde_json::Value::Null;
     while locker.try_wait().expect("locker").is_none() {
         peak = peak.max(rss_of(child.id()));
-        std::thread::sleep(Duration::from_millis(100));
+        if named.is_none()
+            && let Some(status) = get_json(&http, "/status")
+        {
+            let bottleneck = &status["bottleneck"];
+            if bottleneck["stage"] == "store" && bottleneck["busy"].as_f64() >= Some(0.9) {
+                named = Some(bottleneck.clone());
+            }
+            last_status = status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
+    let named = named.unwrap_or_else(|| {
+        panic!(
+            "the status page never named the stalled store as the bottleneck; last split {} and bottleneck {}",
+            last_status["split"], last_status["bottleneck"]
+        )
+    });
+    println!("stall: the status page's bottleneck during the lock: {named}");
     p.wait_stored(&log);
     cluster.wait_committed(&p.group, PARTITIONS, records as i64);
     signal(&child, "TERM");
@@ -733,4 +761,23 @@ fn load_with_a_slow_store_keeps_memory_within_the_budget() {
 
 fn n_f(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
+}
+
+/// A loopback address with a free port, for `--http`.
+fn free_local_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").to_string()
+}
+
+/// `GET path` from the binary's status server, parsed as JSON; `None` while
+/// it does not answer.
+fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let (_, body) = reply.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
 }
