@@ -164,36 +164,32 @@ impl StageMetrics {
     /// Busy, blocked and idle nanoseconds, each including the part of the
     /// open phase elapsed so far; never less than a previous call returned.
     fn time_ns(&self) -> [u64; 3] {
-        let mut cut = None;
+        let closed = || {
+            [
+                self.busy_ns.load(Ordering::Relaxed),
+                self.blocked_ns.load(Ordering::Relaxed),
+                self.idle_ns.load(Ordering::Relaxed),
+            ]
+        };
         // The writer holds the lock for a few instructions; if it is
         // descheduled inside, fall back to the closed phases only.
+        let mut cut = None;
         for _ in 0..1_000 {
             let s1 = self.seq.load(Ordering::Acquire);
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
-            let closed = [
-                self.busy_ns.load(Ordering::Relaxed),
-                self.blocked_ns.load(Ordering::Relaxed),
-                self.idle_ns.load(Ordering::Relaxed),
-            ];
+            let time = closed();
             let open = self.open.load(Ordering::Relaxed);
             let now = self.epoch.elapsed().as_nanos() as u64;
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == s1 {
-                cut = Some((closed, open, now));
+                cut = Some((time, open, now));
                 break;
             }
         }
-        let (mut time, open, now) = cut.unwrap_or_else(|| {
-            let closed = [
-                self.busy_ns.load(Ordering::Relaxed),
-                self.blocked_ns.load(Ordering::Relaxed),
-                self.idle_ns.load(Ordering::Relaxed),
-            ];
-            (closed, CLOSED, 0)
-        });
+        let (mut time, open, now) = cut.unwrap_or_else(|| (closed(), CLOSED, 0));
         if let Some((phase, since)) = unpack(open) {
             time[phase as usize] += now.saturating_sub(since);
         }

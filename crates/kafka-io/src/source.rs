@@ -788,7 +788,7 @@ impl KafkaSource {
                     break Ok(());
                 }
                 // Keep serving the group while the graph drains.
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+                if let Some(Ok(m)) = cx.idle_blocking(|| consumer.poll(Duration::from_millis(10))) {
                     if let Some(env) =
                         envelope(&m, &shared, &receiver, &mut topic_names, self.keep_raw)
                     {
@@ -986,22 +986,13 @@ fn envelope(
 /// partition leader (ListOffsets for the latest offset): the consumer thread
 /// stops polling for one round trip, however many partitions it owns.
 fn refresh_watermarks(consumer: &BaseConsumer<Callbacks>, shared: &Shared) {
-    let Ok(assignment) = consumer.assignment() else {
+    let Ok(mut query) = consumer.assignment() else {
         return;
     };
-    if assignment.count() == 0 {
-        return;
-    }
     // In a timestamp query, `End` (-1) asks for the latest offset: the high
     // watermark.
-    let mut query = TopicPartitionList::with_capacity(assignment.count());
-    for e in assignment.elements() {
-        if query
-            .add_partition_offset(e.topic(), e.partition(), Offset::End)
-            .is_err()
-        {
-            return;
-        }
+    if query.count() == 0 || query.set_all_offsets(Offset::End).is_err() {
+        return;
     }
     let Ok(latest) = consumer.offsets_for_times(query, Duration::from_millis(500)) else {
         return;
