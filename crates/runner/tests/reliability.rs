@@ -214,17 +214,23 @@ impl<'a> Pipeline<'a> {
         self.records - count_malformed(0, self.records, self.malformed)
     }
 
-    /// Waits until every good record has a row.
+    /// Waits until every good record has a row (the binary creates the
+    /// table when it starts, so at first there may be none).
     fn wait_stored(&self, log: &StderrLog) {
         let start = Instant::now();
         loop {
-            let n: u64 = psql(&format!(
-                "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) t",
-                self.table,
-                self.good()
-            ))
-            .parse()
-            .unwrap_or(0);
+            let created = psql(&format!("SELECT to_regclass('{}') IS NOT NULL", self.table)) == "t";
+            let n: u64 = if created {
+                psql(&format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) t",
+                    self.table,
+                    self.good()
+                ))
+                .parse()
+                .unwrap_or(0)
+            } else {
+                0
+            };
             if n >= self.good() {
                 return;
             }

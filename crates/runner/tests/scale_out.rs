@@ -23,7 +23,9 @@ fn drop_table(table: &str) {
 fn scale_out(cluster: &Cluster, name: &str) {
     let table = format!("{name}_{}", std::process::id());
     drop_table(&table);
-    let group = format!("{name}-group");
+    // One group per run: Tansu 0.6.0 never expires a group's dead members,
+    // so a group reused across runs (or a retry) can starve the live ones.
+    let group = format!("{name}-group-{}", std::process::id());
     let dir = tempfile::tempdir().expect("tempdir");
     let args = |summary: &str| {
         let mut a = vec!["run".to_string()];
