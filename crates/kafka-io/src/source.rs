@@ -438,10 +438,16 @@ impl ConsumerContext for Callbacks {
             }
             // A new generation: the transactional sink must send this one.
             self.shared.refresh_group_metadata(consumer);
-            if self.shared.paused.load(Ordering::Relaxed) {
-                if let Err(e) = consumer.pause(tpl) {
-                    tracing::warn!(error = %e, "could not pause newly assigned partitions");
-                }
+            // librdkafka keeps a partition's pause flag across a revoke and a
+            // later assignment: one paused while owned before would never be
+            // fetched again. Set every new partition to the source's state.
+            let result = if self.shared.paused.load(Ordering::Relaxed) {
+                consumer.pause(tpl)
+            } else {
+                consumer.resume(tpl)
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not set the pause state of newly assigned partitions");
             }
         }
     }

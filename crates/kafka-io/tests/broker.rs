@@ -1,21 +1,13 @@
-//! Kafka source and sink against a real Kafka-compatible broker (Tansu on
-//! 127.0.0.1:9092, started by scripts/kafka-up, which the test command runs).
-//! These fail, never skip, when the broker is missing.
+//! Kafka source and sink against Apache Kafka (KRaft, on 127.0.0.1:9092,
+//! started by scripts/kafka-up, which the test command runs). These fail,
+//! never skip, when the broker is missing.
 //!
-//! The same scenarios as on the mock cluster: end to end, crash and
-//! restart, a stall longer than `max.poll.interval.ms`, a rebalance. Their
-//! input is produced one record per batch: Tansu 0.6.0 does not answer a
-//! fetch from an offset inside a record batch (librdkafka then logs "Timed
-//! out 2 in-flight ... requests" every few seconds and no record arrives),
-//! and a restart, a rebalance or a resume after a pause fetches from exactly
-//! such an offset when batches hold many records.
-//!
-//! The in-process rebalance scenario (two consumers of one group in this
-//! process, the second joining mid-stream) still hangs on Tansu 0.6.0 with
-//! single-record batches: after the rebalance neither consumer's fetches
-//! are answered. It runs on the mock cluster (tests/mock.rs); the real-broker
-//! rebalance is covered by two `sluicegate` processes sharing a group in
-//! crates/runner/tests/scale_out.rs, which passes on Tansu.
+//! The scenarios of tests/mock.rs on the real thing: end to end with a hole
+//! that holds the commit back, crash and restart, a stall longer than
+//! `max.poll.interval.ms`, and a second consumer joining and leaving under
+//! each group protocol: the classic one with eager (`range`) and
+//! incremental (`cooperative-sticky`) assignment, and KIP-848's consumer
+//! protocol (`group.protocol=consumer`).
 
 mod common;
 
@@ -37,4 +29,22 @@ async fn real_broker_crash_then_restart_loses_nothing() {
 async fn real_broker_stall_longer_than_max_poll_interval_keeps_the_group() {
     let brokers = real_broker();
     scenarios::stall(&brokers, real_topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_rebalance_eager_range() {
+    let brokers = real_broker();
+    scenarios::rebalance(&brokers, real_topic, scenarios::protocol::EAGER).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_rebalance_cooperative_sticky() {
+    let brokers = real_broker();
+    scenarios::rebalance(&brokers, real_topic, scenarios::protocol::COOPERATIVE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_rebalance_kip_848_consumer_protocol() {
+    let brokers = real_broker();
+    scenarios::rebalance(&brokers, real_topic, scenarios::protocol::CONSUMER).await;
 }

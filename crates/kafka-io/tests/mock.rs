@@ -299,7 +299,12 @@ async fn stall_longer_than_max_poll_interval_keeps_the_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_when_a_consumer_joins_and_leaves() {
     let mock = Mock::new(1);
-    scenarios::rebalance(&mock.brokers, |t, p| mock.topic(t, p)).await;
+    scenarios::rebalance(
+        &mock.brokers,
+        |t, p| mock.topic(t, p),
+        scenarios::protocol::CLASSIC,
+    )
+    .await;
 }
 
 /// The seeds' many-workers pattern: three members of one consumer group in

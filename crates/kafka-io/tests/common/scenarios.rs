@@ -13,17 +13,46 @@ use super::*;
 
 const LONG: Duration = Duration::from_secs(90);
 
+/// The consumer group protocols a rebalance can run under.
+pub mod protocol {
+    /// The classic protocol with short timeouts, the default assignor
+    /// (eager).
+    pub const CLASSIC: &[(&str, &str)] = &[
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ];
+    /// The classic protocol, eager `range` assignment: every partition is
+    /// revoked at each rebalance.
+    pub const EAGER: &[(&str, &str)] = &[
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+        ("partition.assignment.strategy", "range"),
+    ];
+    /// The classic protocol, incremental `cooperative-sticky` assignment:
+    /// only the partitions that move are revoked.
+    pub const COOPERATIVE: &[(&str, &str)] = &[
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+        ("partition.assignment.strategy", "cooperative-sticky"),
+    ];
+    /// KIP-848's consumer protocol: the broker assigns, incrementally (its
+    /// timeouts are the broker's; the client may not set them).
+    pub const CONSUMER: &[(&str, &str)] = &[("group.protocol", "consumer")];
+}
+
 fn source(brokers: &str, group: &str, topic: &str) -> KafkaSource {
+    source_with(brokers, group, topic, protocol::CLASSIC)
+}
+
+fn source_with(brokers: &str, group: &str, topic: &str, props: &[(&str, &str)]) -> KafkaSource {
     logs();
-    KafkaSource::new(
-        KafkaConfig::new(brokers)
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500"),
-        group,
-        [topic],
-    )
-    .commit_interval(Duration::from_millis(20))
-    .commit_every(20)
+    let mut config = KafkaConfig::new(brokers);
+    for (k, v) in props {
+        config = config.set(*k, *v);
+    }
+    KafkaSource::new(config, group, [topic])
+        .commit_interval(Duration::from_millis(20))
+        .commit_every(20)
 }
 
 fn graph(source: KafkaSource, sink: Recorder, concurrency: usize) -> sluicegate_core::Graph {
@@ -265,8 +294,10 @@ pub async fn stall(brokers: &str, create: impl Fn(&str, i32)) {
     assert_eq!(handle.stats().assignments.load(Ordering::SeqCst), 1);
 }
 
-/// A second consumer joins mid-stream and leaves again: no record is lost.
-pub async fn rebalance(brokers: &str, create: impl Fn(&str, i32)) {
+/// A second consumer joins mid-stream and leaves again, under the group
+/// protocol `props` (see [`protocol`]): no record is lost, and the group
+/// ends with every offset committed.
+pub async fn rebalance(brokers: &str, create: impl Fn(&str, i32), props: &[(&str, &str)]) {
     const PARTS: i32 = 4;
     const N: u64 = 2_000;
     let topic = unique("rebalance");
@@ -274,12 +305,26 @@ pub async fn rebalance(brokers: &str, create: impl Fn(&str, i32)) {
     create(&topic, PARTS);
     produce_numbers(brokers, &topic, PARTS, N).await;
 
+    // a works through 200 records, then waits at a gate until its first
+    // revocation begins: b is sure to find work left in whatever it gets.
+    let gate = Arc::new(Semaphore::new(200));
     let a = Recorder {
         max_delay_ms: 2,
+        block_all: Some(gate.clone()),
         ..Recorder::default()
     };
-    let src_a = source(brokers, &group, &topic);
+    let src_a = source_with(brokers, &group, &topic, props);
     let handle_a = src_a.handle();
+    let opener = {
+        let handle_a = handle_a.clone();
+        tokio::spawn(async move {
+            eventually(LONG, "a's first revocation", || {
+                handle_a.stats().revocations.load(Ordering::SeqCst) >= 1
+            })
+            .await;
+            gate.add_permits(N as usize * 2);
+        })
+    };
     let running_a = graph(src_a, a.clone(), 4).start().await.expect("a starts");
     eventually(LONG, "a to make progress", || a.count() >= 200).await;
 
@@ -287,10 +332,13 @@ pub async fn rebalance(brokers: &str, create: impl Fn(&str, i32)) {
         max_delay_ms: 2,
         ..Recorder::default()
     };
-    let src_b = source(brokers, &group, &topic);
+    let src_b = source_with(brokers, &group, &topic, props);
     let handle_b = src_b.handle();
     let running_b = graph(src_b, b.clone(), 4).start().await.expect("b starts");
     eventually(LONG, "b to get partitions and work", || b.count() >= 100).await;
+    within(LONG, "a's gate to open", opener)
+        .await
+        .expect("the gate opener");
     assert!(
         handle_a.stats().revocations.load(Ordering::SeqCst) >= 1,
         "a gave up partitions for b"
@@ -309,7 +357,20 @@ pub async fn rebalance(brokers: &str, create: impl Fn(&str, i32)) {
         seen.extend(b.seen());
         histogram(&seen)
     };
-    eventually(LONG, "every record", || all().len() == N as usize).await;
+    let waited = std::time::Instant::now();
+    while all().len() != N as usize {
+        assert!(
+            waited.elapsed() < LONG,
+            "every record: {} of {N} (a {}, b {}); a's partitions {:?}, paused {}, stats {:?}",
+            all().len(),
+            a.count(),
+            b.count(),
+            handle_a.partitions(),
+            handle_a.is_paused(),
+            handle_a.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // A commit refused during a rebalance (the mock broker refuses commits
     // while one is pending; real Kafka accepts them from the current
     // generation) means the new owner reads some records again: duplicates,
