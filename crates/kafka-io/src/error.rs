@@ -150,6 +150,14 @@ pub enum KafkaIoError {
         "the source has no consumer group metadata to send with the offsets (not assigned yet)"
     )]
     NoGroupMetadata,
+    /// The broker refused to create a topic.
+    #[error("could not create topic `{topic}`: {code}")]
+    TopicCreation {
+        /// The topic.
+        topic: String,
+        /// The broker's error.
+        code: RDKafkaErrorCode,
+    },
     /// Any other client error.
     #[error(transparent)]
     Client(#[from] KafkaError),

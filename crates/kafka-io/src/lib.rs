@@ -17,12 +17,15 @@
 //!   once.
 //! - [`DeadLetterSink`]: the dead-letter route to a topic, with headers that
 //!   name the error, stage, attempts and origin.
+//! - [`admin::ensure_topics`]: create a pipeline's topics if they are
+//!   missing, and wait until the cluster serves them.
 //! - [`KafkaConfig`]: any librdkafka property passes through; secrets never
 //!   appear in logs or `Debug`.
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod config;
 mod error;
 mod sink;

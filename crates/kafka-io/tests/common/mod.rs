@@ -95,41 +95,26 @@ pub fn real_broker() -> String {
     REAL_BROKER.to_string()
 }
 
-/// Creates a topic on the real broker with the tansu CLI.
+/// Creates a topic on the real broker (the Kafka admin API), waiting until
+/// every partition has a leader. Call from a multi-thread runtime.
 pub fn real_topic(name: &str, partitions: i32) {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let tansu = format!("{home}/.cargo/bin/tansu");
-    let status = std::process::Command::new(&tansu)
-        .args([
-            "topic",
-            "create",
-            name,
-            "--partitions",
-            &partitions.to_string(),
-            "--broker",
-            &format!("tcp://{REAL_BROKER}"),
-        ])
-        .status()
-        .unwrap_or_else(|e| panic!("running {tansu}: {e}"));
-    assert!(
-        status.success(),
-        "tansu topic create {name} failed: {status}"
-    );
+    let config = sluicegate_kafka_io::KafkaConfig::new(REAL_BROKER);
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(sluicegate_kafka_io::admin::ensure_topics(
+            &config,
+            &[(name, partitions)],
+            Duration::from_secs(30),
+        ))
+    })
+    .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {
-    let mut config = ClientConfig::new();
-    config
+    ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5");
-    if brokers == REAL_BROKER {
-        // One record per batch: Tansu 0.6.0 does not answer a fetch from an
-        // offset inside a record batch, which is where a consumer resumes
-        // after a restart, a rebalance or a pause. With every offset at the
-        // start of a batch, those scenarios run on it too.
-        config.set("batch.num.messages", "1").set("linger.ms", "0");
-    }
-    config.create().expect("producer")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
 }
 
 /// Produces records `0..n`: payload and key are the decimal number, partition `i % partitions`.
