@@ -199,22 +199,17 @@ fn has_class(tag: &str, class: &str) -> bool {
 }
 
 /// Runs headless Chromium on `url` and returns the DOM after the page ran
-/// for five seconds of virtual time; `None` (after a note) when Chromium is
-/// not installed outside CI.
+/// for five seconds of virtual time.
 ///
 /// # Panics
 ///
-/// When Chromium is missing and `CI=true`, or it fails or hangs.
-async fn dump_dom(url: &str) -> Option<String> {
-    if !Path::new(CHROMIUM).exists() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{CHROMIUM} is missing: run scripts/browser-up to install it");
-        }
-        eprintln!(
-            "note: {CHROMIUM} is missing, so the status page was not checked in a browser; run scripts/browser-up"
-        );
-        return None;
-    }
+/// When Chromium is missing (scripts/browser-up installs it; the test
+/// command runs that), or it fails or hangs.
+async fn dump_dom(url: &str) -> String {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run scripts/browser-up (the test command does)"
+    );
     let profile = tempfile::tempdir().expect("a temporary Chromium profile");
     let mut cmd = tokio::process::Command::new(CHROMIUM);
     cmd.args([
@@ -245,7 +240,7 @@ async fn dump_dom(url: &str) -> Option<String> {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(dom)
+    dom
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,40 +345,39 @@ async fn status_server_reports_a_full_mailbox_to_http_and_the_page() {
         "{:?}",
         page.headers
     );
-    if let Some(dom) = dump_dom(&format!("http://{addr}/")).await {
-        let app = dom
-            .find("<div id=\"app\"")
-            .and_then(|i| dom[i..].find('>').map(|end| &dom[i..i + end + 1]))
-            .unwrap_or_else(|| panic!("no #app element:\n{dom}"));
-        assert!(
-            app.contains("data-ready=\"1\""),
-            "the page never drew a status: {app}\n{dom}"
-        );
-        assert!(app.contains("data-phase=\"running\""), "{app}");
-        for stage in STAGES {
-            let nodes = tags_with(&dom, &format!("data-stage=\"{stage}\""));
-            assert_eq!(nodes.len(), 1, "one node for {stage}:\n{dom}");
-            assert!(has_class(nodes[0], "node"), "{}", nodes[0]);
-        }
-        let sink_mailbox = tags_with(&dom, "data-mailbox=\"sink\"");
-        assert_eq!(
-            sink_mailbox.len(),
-            2,
-            "an edge and a mailbox for sink:\n{dom}"
-        );
-        for tag in sink_mailbox {
-            assert!(has_class(tag, "full"), "not marked full: {tag}");
-            assert!(tag.contains("data-fill=\"1\""), "not at fill 1: {tag}");
-        }
-        let edges = tags_with(&dom, "data-from=\"numbers\"");
-        assert_eq!(edges.len(), 1, "one edge from numbers:\n{dom}");
-        assert!(edges[0].contains("data-to=\"double\""), "{}", edges[0]);
-        assert!(has_class(edges[0], "full"), "{}", edges[0]);
-        assert!(
-            tags_with(&dom, "data-mailbox=\"numbers\"").is_empty(),
-            "a source has no mailbox:\n{dom}"
-        );
+    let dom = dump_dom(&format!("http://{addr}/")).await;
+    let app = dom
+        .find("<div id=\"app\"")
+        .and_then(|i| dom[i..].find('>').map(|end| &dom[i..i + end + 1]))
+        .unwrap_or_else(|| panic!("no #app element:\n{dom}"));
+    assert!(
+        app.contains("data-ready=\"1\""),
+        "the page never drew a status: {app}\n{dom}"
+    );
+    assert!(app.contains("data-phase=\"running\""), "{app}");
+    for stage in STAGES {
+        let nodes = tags_with(&dom, &format!("data-stage=\"{stage}\""));
+        assert_eq!(nodes.len(), 1, "one node for {stage}:\n{dom}");
+        assert!(has_class(nodes[0], "node"), "{}", nodes[0]);
     }
+    let sink_mailbox = tags_with(&dom, "data-mailbox=\"sink\"");
+    assert_eq!(
+        sink_mailbox.len(),
+        2,
+        "an edge and a mailbox for sink:\n{dom}"
+    );
+    for tag in sink_mailbox {
+        assert!(has_class(tag, "full"), "not marked full: {tag}");
+        assert!(tag.contains("data-fill=\"1\""), "not at fill 1: {tag}");
+    }
+    let edges = tags_with(&dom, "data-from=\"numbers\"");
+    assert_eq!(edges.len(), 1, "one edge from numbers:\n{dom}");
+    assert!(edges[0].contains("data-to=\"double\""), "{}", edges[0]);
+    assert!(has_class(edges[0], "full"), "{}", edges[0]);
+    assert!(
+        tags_with(&dom, "data-mailbox=\"numbers\"").is_empty(),
+        "a source has no mailbox:\n{dom}"
+    );
 
     held.finish().await;
 

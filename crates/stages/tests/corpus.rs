@@ -142,9 +142,7 @@ async fn corpus_into_sqlite() {
 
 #[tokio::test]
 async fn corpus_into_postgres() {
-    let Some(admin) = pg_admin().await else {
-        return;
-    };
+    let admin = pg_admin().await;
     let table = unique_table("corpus");
     let store = within(
         LIMIT,

@@ -26,14 +26,9 @@ pub fn pg_url() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_string())
 }
 
-/// Whether missing services must fail the test (CI=true) rather than skip it.
-pub fn strict() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A connection for the test's own queries, or `None` (test skipped) when
-/// PostgreSQL is down, unless CI=true, where that fails the test.
-pub async fn pg_admin() -> Option<tokio_postgres::Client> {
+/// A connection for the test's own queries. A missing server fails the
+/// test (the test command starts PostgreSQL; nothing skips).
+pub async fn pg_admin() -> tokio_postgres::Client {
     let url = pg_url();
     match within(
         LIMIT,
@@ -44,15 +39,11 @@ pub async fn pg_admin() -> Option<tokio_postgres::Client> {
     {
         Ok((client, conn)) => {
             tokio::spawn(conn);
-            Some(client)
+            client
         }
-        Err(e) if strict() => {
-            panic!("PostgreSQL unreachable at {url}: {e} (CI=true: failing instead of skipping)")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: PostgreSQL unreachable at {url}: {e}");
-            None
-        }
+        Err(e) => panic!(
+            "PostgreSQL unreachable at {url}: {e}; run scripts/postgres-up (the test command does)"
+        ),
     }
 }
 
