@@ -70,33 +70,12 @@ pub fn produce_generated(
     n: u64,
     malformed: f64,
 ) -> Result<u64, KafkaError> {
-    produce_generated_with(brokers, topic, start, n, malformed, &[])
-}
-
-/// [`produce_generated`] with extra producer properties (for example
-/// `batch.num.messages=1`, one record per batch).
-///
-/// # Errors
-///
-/// As [`produce_generated`].
-pub fn produce_generated_with(
-    brokers: &str,
-    topic: &str,
-    start: u64,
-    n: u64,
-    malformed: f64,
-    properties: &[(&str, &str)],
-) -> Result<u64, KafkaError> {
-    let mut config = ClientConfig::new();
-    config
+    let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .set("message.max.bytes", "2000000");
-    for (k, v) in properties {
-        config.set(*k, *v);
-    }
-    let producer: BaseProducer = config.create()?;
+        .set("message.max.bytes", "2000000")
+        .create()?;
     for i in start..start + n {
         let (key, payload) = generate::record(i, malformed);
         let mut record = BaseRecord::to(topic).key(&key[..]).payload(&payload[..]);
@@ -114,8 +93,7 @@ pub fn produce_generated_with(
             producer.poll(Duration::ZERO);
         }
     }
-    // Generous: a broker taking one record per request (as the tests ask of
-    // Tansu) needs minutes for a few hundred thousand.
+    // Generous: a slow broker may need minutes for a few hundred thousand.
     producer.flush(Duration::from_secs(60 + n / 500))?;
     Ok(n)
 }

@@ -13,7 +13,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
-use sluicegate_runner::embedded::{produce_generated, produce_generated_with};
+use sluicegate_runner::embedded::produce_generated;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluicegate");
 /// Longest any one command may take before the test gives up on it.
@@ -175,34 +175,15 @@ impl Cluster {
             format!("{unique}-out"),
             format!("{unique}-dlq"),
         );
-        let home = std::env::var("HOME").unwrap_or_default();
-        for t in [&input, &output, &dead_letters] {
-            let status = Command::new(format!("{home}/.cargo/bin/tansu"))
-                .args([
-                    "topic",
-                    "create",
-                    t,
-                    "--partitions",
-                    &partitions.to_string(),
-                ])
-                .args(["--broker", &format!("tcp://{REAL_BROKER}")])
-                .stdout(Stdio::null())
-                .status()
-                .expect("running tansu");
-            assert!(status.success(), "tansu topic create {t}: {status}");
-        }
-        // One record per batch: Tansu 0.6.0 does not answer a fetch from an
-        // offset inside a record batch (as after a restart or a rebalance
-        // resumes from a committed offset), so every offset starts one.
-        produce_generated_with(
+        create_topics(
             REAL_BROKER,
-            &input,
-            0,
-            records,
-            malformed,
-            &[("batch.num.messages", "1"), ("linger.ms", "0")],
-        )
-        .expect("input produced");
+            &[
+                (&input, partitions),
+                (&output, partitions),
+                (&dead_letters, partitions),
+            ],
+        );
+        produce_generated(REAL_BROKER, &input, 0, records, malformed).expect("input produced");
         Cluster {
             _cluster: None,
             brokers: REAL_BROKER.into(),
@@ -211,7 +192,26 @@ impl Cluster {
             dead_letters,
         }
     }
+}
 
+/// Creates topics on `brokers` (the Kafka admin API) and waits until every
+/// partition has a leader.
+pub fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let config = sluicegate_kafka_io::KafkaConfig::new(brokers);
+    runtime
+        .block_on(sluicegate_kafka_io::admin::ensure_topics(
+            &config,
+            topics,
+            Duration::from_secs(30),
+        ))
+        .unwrap_or_else(|e| panic!("creating topics {topics:?}: {e}"));
+}
+
+impl Cluster {
     /// Flags naming this cluster and its topics.
     pub fn args(&self) -> Vec<String> {
         vec![
