@@ -101,11 +101,13 @@ impl<'a, O: Send + 'static> Settle<'a, O> {
                 }
                 n => {
                     let mut acks = ack.split(n);
+                    let mut slot = Some(slot);
                     for (i, out) in outs.into_iter().enumerate() {
                         let part = acks
                             .pop()
                             .unwrap_or_else(|| unreachable!("split gave fewer parts"));
-                        let s = if i + 1 == n { Some(slot) } else { None };
+                        // The last output carries the input's slot.
+                        let s = if i + 1 == n { slot.take() } else { None };
                         self.pending.push_back((Envelope::new(out, part), s));
                     }
                 }
@@ -251,7 +253,7 @@ pub(crate) async fn run_sequential<S: Stage>(
     'outer: loop {
         let got = tokio::select! {
             biased;
-            got = rx.recv_many(&mut batch, prefetch) => got,
+            got = rx.take_many(&mut batch, prefetch) => got,
             () = cx.abandon.cancelled() => {
                 abandon_mailbox(&mut rx, &cx);
                 break 'outer;
@@ -472,7 +474,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
             () = cx.abandon.cancelled() => Event::Abandon,
             Some(done) = unordered.next(), if !unordered.is_empty() => Event::Done(done),
             Some(done) = ordered.next(), if !ordered.is_empty() => Event::Done(done),
-            got = rx.recv_many(&mut buf, concurrency - running), if can_take => Event::Received(got),
+            got = rx.take_many(&mut buf, concurrency - running), if can_take => Event::Received(got),
         };
         clock.lap(waiting, Phase::Busy);
         match event {
@@ -612,7 +614,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
         // Wait for the first item.
         let got = tokio::select! {
             biased;
-            got = rx.recv_many(&mut buf, if byte_limit.is_some() { 1 } else { config.max_items }) => got,
+            got = rx.take_many(&mut buf, if byte_limit.is_some() { 1 } else { config.max_items }) => got,
             () = cx.abandon.cancelled() => { abandon_mailbox(&mut rx, &cx); break; }
         };
         if !got {
@@ -632,7 +634,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
             let step = tokio::select! {
                 biased;
                 () = cx.abandon.cancelled() => { abandoned = true; break; }
-                r = tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, take)) => r,
+                r = tokio::time::timeout_at(deadline, rx.take_many(&mut buf, take)) => r,
             };
             match step {
                 Ok(true) => bytes += buf[before..].iter().map(|(e, _)| weigh(e)).sum::<usize>(),
