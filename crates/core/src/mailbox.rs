@@ -709,6 +709,11 @@ impl<T> Sender<T> {
         self.shared.weigh(env)
     }
 
+    /// The weight of a payload under this mailbox's byte budget.
+    pub(crate) fn weight_of_payload(&self, payload: &T) -> usize {
+        self.shared.weigher.as_ref().map_or(0, |w| w(payload))
+    }
+
     /// Waits until an item of `weight` would fit (or the stage is gone).
     pub(crate) async fn wait_room(&self, weight: usize) {
         self.wait_until(|shared, st| shared.fits(st, weight)).await
