@@ -441,7 +441,15 @@ impl GraphBuilder {
                                 metrics,
                             };
                             let result = source.run(cx).await;
-                            result.map_err(|source| {
+                            result.map_err(|mut source| {
+                                // `cx.emit(env).await?`: the refused envelope
+                                // is resolved now, not when the report holding
+                                // this error is dropped.
+                                if let Some(refused) =
+                                    source.downcast_mut::<crate::source::EmitError<S::Out>>()
+                                {
+                                    refused.resolve();
+                                }
                                 env.shutdown.cancel();
                                 GraphError::Fatal {
                                     stage: run_name.to_string(),
