@@ -31,6 +31,8 @@ pub(crate) struct NodeCx {
     pub(crate) dlq: Option<Outlet<DeadLetter>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) abandon: CancellationToken,
+    /// Cancelled on a fatal error: starts the drain deadline.
+    pub(crate) fatal: CancellationToken,
 }
 
 /// How awaiting one item's processing ended.
@@ -126,6 +128,7 @@ impl<'a, O: Send + 'static> Settle<'a, O> {
                             source: Box::new(error),
                         });
                     }
+                    self.cx.fatal.cancel();
                     self.cx.shutdown.cancel();
                     return;
                 }
