@@ -193,14 +193,8 @@ impl<T: Send + 'static> SourceContext<T> {
     ///
     /// Not cancel-safe: dropping the future while it waits (a `select!`
     /// branch that loses) drops the envelope, whose acknowledgement then
-    /// counts as leaked. Reserve first instead, which is:
-    ///
-    /// ```ignore
-    /// tokio::select! {
-    ///     permit = cx.reserve() => permit?.send(env),
-    ///     () = other_work() => { /* env is still here */ }
-    /// }
-    /// ```
+    /// counts as leaked. In a `select!`, reserve room first with
+    /// [`SourceContext::reserve`] and send into it.
     ///
     /// # Errors
     ///
@@ -238,9 +232,32 @@ impl<T: Send + 'static> SourceContext<T> {
     /// Waits for room for one envelope in every mailbox it may reach and
     /// reserves it: the cancel-safe way to emit.
     ///
-    /// ```ignore
-    /// let permit = cx.reserve().await?;
-    /// permit.send(env);
+    /// ```
+    /// use sluicegate_core::testing::AckLog;
+    /// use sluicegate_core::{BoxError, Envelope, Source, SourceContext};
+    ///
+    /// /// Emits 0..n, stopping at once on shutdown even while it waits for room.
+    /// struct Numbers {
+    ///     n: i64,
+    ///     acks: AckLog,
+    /// }
+    ///
+    /// impl Source for Numbers {
+    ///     type Out = i64;
+    ///
+    ///     async fn run(self, mut cx: SourceContext<i64>) -> Result<(), BoxError> {
+    ///         let stop = cx.shutdown_token();
+    ///         for offset in 0..self.n {
+    ///             let permit = tokio::select! {
+    ///                 permit = cx.reserve() => permit?,
+    ///                 // Losing the race loses nothing: no envelope exists yet.
+    ///                 () = stop.cancelled() => return Ok(()),
+    ///             };
+    ///             permit.send(Envelope::new(offset, self.acks.ack(offset)));
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
     /// ```
     ///
     /// # Cancel safety
