@@ -51,9 +51,7 @@ impl Source for Bursty {
                     label: format!("burst-{burst}-item-{i}"),
                     produced: Instant::now(),
                 };
-                cx.emit(Envelope::new(item, self.acks.ack(offset)))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                cx.emit(Envelope::new(item, self.acks.ack(offset))).await?;
                 offset += 1;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

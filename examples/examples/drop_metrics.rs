@@ -49,8 +49,7 @@ impl Source for Recorder {
             };
             // With a drop policy `emit` never waits: a full mailbox drops instead.
             cx.emit(Envelope::new(metric, self.acks.ack(i as i64)))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             if i % 1000 == 0 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }

@@ -9,8 +9,13 @@
 //! under `debug_assertions` it panics.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(loom)]
+use loom::sync::{Arc as NodeArc, Mutex, atomic::AtomicBool};
+#[cfg(not(loom))]
+use std::sync::{Arc as NodeArc, Mutex, atomic::AtomicBool};
 
 use bytes::Bytes;
 
@@ -185,12 +190,37 @@ pub fn leaked_total() -> u64 {
 
 struct AckNode {
     origin: Origin,
-    /// Parts not yet resolved.
-    parts: AtomicUsize,
-    /// Set once the handle has been split; only then is `worst` used.
+    /// Set once the handle has been split; only then is `parts` used. An
+    /// unsplit handle resolves without taking the lock.
     split: AtomicBool,
-    worst: Mutex<Option<Outcome>>,
+    /// The parts not yet resolved and the worst outcome of those that have,
+    /// under one lock: the part that brings the count to zero has seen
+    /// every other part's outcome.
+    parts: Mutex<Parts>,
     receiver: Arc<dyn AckReceiver>,
+}
+
+struct Parts {
+    left: usize,
+    worst: Option<Outcome>,
+}
+
+impl AckNode {
+    fn new(origin: Origin, receiver: Arc<dyn AckReceiver>) -> Self {
+        AckNode {
+            origin,
+            split: AtomicBool::new(false),
+            parts: Mutex::new(Parts {
+                left: 1,
+                worst: None,
+            }),
+            receiver,
+        }
+    }
+
+    fn parts(&self) -> impl std::ops::DerefMut<Target = Parts> + '_ {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// An acknowledgement handle: resolve it exactly once.
@@ -201,7 +231,7 @@ struct AckNode {
 /// unless they build envelopes themselves.
 #[must_use = "an acknowledgement must be resolved; dropping it counts as a leak"]
 pub struct Ack {
-    node: Option<Arc<AckNode>>,
+    node: Option<NodeArc<AckNode>>,
     /// Set when the envelope is on its way to the dead-letter route: a
     /// delivery then means "dead-lettered", anything else "failed".
     failure: Option<ItemError>,
@@ -211,13 +241,7 @@ impl Ack {
     /// A new handle for a record from `origin`; its outcome goes to `receiver`.
     pub fn new(origin: Origin, receiver: Arc<dyn AckReceiver>) -> Self {
         Ack {
-            node: Some(Arc::new(AckNode {
-                origin,
-                parts: AtomicUsize::new(1),
-                split: AtomicBool::new(false),
-                worst: Mutex::new(None),
-                receiver,
-            })),
+            node: Some(NodeArc::new(AckNode::new(origin, receiver))),
             failure: None,
         }
     }
@@ -252,8 +276,12 @@ impl Ack {
         let node = self.node.take().unwrap_or_else(unreachable_node);
         let failure = self.failure.take();
         if n > 1 {
+            // This handle is unresolved, so `left` is at least 1 here and no
+            // other part can bring it to zero meanwhile. Whoever receives a
+            // part receives it through something that synchronises (a
+            // channel, a spawn), so the flag needs no stronger ordering.
+            node.parts().left += n - 1;
             node.split.store(true, Ordering::Relaxed);
-            node.parts.fetch_add(n - 1, Ordering::AcqRel);
         }
         (0..n)
             .map(|_| Ack {
@@ -300,22 +328,29 @@ impl Ack {
                 _ => Outcome::Failed(error),
             },
         };
-        let previous = node.parts.fetch_sub(1, Ordering::AcqRel);
-        let split = node.split.load(Ordering::Relaxed);
-        if !split {
+        if !node.split.load(Ordering::Relaxed) {
             node.receiver.on_ack(&node.origin, outcome);
             return;
         }
-        let mut worst = node.worst.lock().unwrap_or_else(|e| e.into_inner());
-        let merged = match worst.take() {
-            Some(w) => w.worst(outcome),
-            None => outcome,
+        // Merge and count down in one step under the lock: a part that
+        // counted down without merging could let the last part report
+        // without this part's outcome (a failure reported as delivered).
+        let last = {
+            let mut parts = node.parts();
+            let merged = match parts.worst.take() {
+                Some(w) => w.worst(outcome),
+                None => outcome,
+            };
+            parts.left -= 1;
+            if parts.left == 0 {
+                Some(merged)
+            } else {
+                parts.worst = Some(merged);
+                None
+            }
         };
-        if previous == 1 {
-            drop(worst);
-            node.receiver.on_ack(&node.origin, merged);
-        } else {
-            *worst = Some(merged);
+        if let Some(outcome) = last {
+            node.receiver.on_ack(&node.origin, outcome);
         }
     }
 }
@@ -357,7 +392,7 @@ impl fmt::Debug for Ack {
 /// A shared reference to an envelope's origin (kept by the runtime while a
 /// spawned task processes the payload).
 #[derive(Clone)]
-pub(crate) struct OriginRef(Option<Arc<AckNode>>);
+pub(crate) struct OriginRef(Option<NodeArc<AckNode>>);
 
 impl OriginRef {
     pub(crate) fn get(&self) -> &Origin {
@@ -373,20 +408,15 @@ fn unreachable_origin() -> &'static Origin {
     EMPTY.get_or_init(Origin::default)
 }
 
-fn unreachable_node() -> Arc<AckNode> {
+fn unreachable_node() -> NodeArc<AckNode> {
     // Only reachable after a resolve, which consumes the handle.
-    Arc::new(AckNode {
-        origin: Origin::default(),
-        parts: AtomicUsize::new(1),
-        split: AtomicBool::new(false),
-        worst: Mutex::new(None),
-        receiver: Arc::new(IgnoreAcks),
-    })
+    NodeArc::new(AckNode::new(Origin::default(), Arc::new(IgnoreAcks)))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     fn recorder() -> (Arc<Mutex<Vec<Outcome>>>, Arc<dyn AckReceiver>) {
         let log = Arc::new(Mutex::new(Vec::new()));

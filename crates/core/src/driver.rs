@@ -31,6 +31,8 @@ pub(crate) struct NodeCx {
     pub(crate) dlq: Option<Outlet<DeadLetter>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) abandon: CancellationToken,
+    /// Cancelled on a fatal error: starts the drain deadline.
+    pub(crate) fatal: CancellationToken,
 }
 
 /// How awaiting one item's processing ended.
@@ -43,7 +45,11 @@ enum Step<R> {
 /// The result of processing one input, before its acknowledgement is settled.
 enum Processed<O> {
     Ok(Outputs<O>),
+    /// The stage's error, and whether it is fatal.
     Err(BoxError, bool),
+    /// An error already attributed to this stage (one batch error shared by
+    /// every item of the batch): settled as it is, not wrapped again.
+    Failed(ItemError),
     Panic(String),
 }
 
@@ -101,41 +107,52 @@ impl<'a, O: Send + 'static> Settle<'a, O> {
                 }
                 n => {
                     let mut acks = ack.split(n);
+                    let mut slot = Some(slot);
                     for (i, out) in outs.into_iter().enumerate() {
                         let part = acks
                             .pop()
                             .unwrap_or_else(|| unreachable!("split gave fewer parts"));
-                        let s = if i + 1 == n { Some(slot) } else { None };
+                        // The last output carries the input's slot.
+                        let s = if i + 1 == n { slot.take() } else { None };
                         self.pending.push_back((Envelope::new(out, part), s));
                     }
                 }
             },
             Processed::Err(err, fatal) => {
-                if fatal {
-                    let error =
-                        ItemError::from_error(self.cx.name.clone(), FailureKind::Fatal, err);
-                    m.failed.fetch_add(1, AtomicOrdering::Relaxed);
-                    tracing::error!(stage = %self.cx.name, %error, "fatal error; shutting the graph down");
-                    ack.fail(error.clone());
-                    self.release.add(slot);
-                    if self.fatal.is_none() {
-                        self.fatal = Some(GraphError::Fatal {
-                            stage: self.cx.name.to_string(),
-                            source: Box::new(error),
-                        });
-                    }
-                    self.cx.shutdown.cancel();
-                    return;
-                }
-                let error = ItemError::from_error(self.cx.name.clone(), FailureKind::Error, err);
-                self.fail(error, ack, slot).await;
+                let kind = if fatal {
+                    FailureKind::Fatal
+                } else {
+                    FailureKind::Error
+                };
+                let error = ItemError::from_error(self.cx.name.clone(), kind, err);
+                self.failed(error, ack, slot).await;
             }
+            Processed::Failed(error) => self.failed(error, ack, slot).await,
             Processed::Panic(message) => {
                 m.panics.fetch_add(1, AtomicOrdering::Relaxed);
                 let error = ItemError::new(self.cx.name.clone(), FailureKind::Panic, message);
                 self.fail(error, ack, slot).await;
             }
         }
+    }
+
+    /// Fails one item; a fatal error also stops the graph.
+    async fn failed(&mut self, error: ItemError, ack: Ack, slot: Slot) {
+        if error.kind() != FailureKind::Fatal {
+            return self.fail(error, ack, slot).await;
+        }
+        self.cx.metrics.failed.fetch_add(1, AtomicOrdering::Relaxed);
+        tracing::error!(stage = %self.cx.name, %error, "fatal error; shutting the graph down");
+        ack.fail(error.clone());
+        self.release.add(slot);
+        if self.fatal.is_none() {
+            self.fatal = Some(GraphError::Fatal {
+                stage: self.cx.name.to_string(),
+                source: Box::new(error),
+            });
+        }
+        self.cx.fatal.cancel();
+        self.cx.shutdown.cancel();
     }
 
     /// Fails one item: to the dead-letter route if there is one.
@@ -251,7 +268,7 @@ pub(crate) async fn run_sequential<S: Stage>(
     'outer: loop {
         let got = tokio::select! {
             biased;
-            got = rx.recv_many(&mut batch, prefetch) => got,
+            got = rx.take_many(&mut batch, prefetch) => got,
             () = cx.abandon.cancelled() => {
                 abandon_mailbox(&mut rx, &cx);
                 break 'outer;
@@ -472,7 +489,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
             () = cx.abandon.cancelled() => Event::Abandon,
             Some(done) = unordered.next(), if !unordered.is_empty() => Event::Done(done),
             Some(done) = ordered.next(), if !ordered.is_empty() => Event::Done(done),
-            got = rx.recv_many(&mut buf, concurrency - running), if can_take => Event::Received(got),
+            got = rx.take_many(&mut buf, concurrency - running), if can_take => Event::Received(got),
         };
         clock.lap(waiting, Phase::Busy);
         match event {
@@ -612,7 +629,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
         // Wait for the first item.
         let got = tokio::select! {
             biased;
-            got = rx.recv_many(&mut buf, if byte_limit.is_some() { 1 } else { config.max_items }) => got,
+            got = rx.take_many(&mut buf, if byte_limit.is_some() { 1 } else { config.max_items }) => got,
             () = cx.abandon.cancelled() => { abandon_mailbox(&mut rx, &cx); break; }
         };
         if !got {
@@ -632,7 +649,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
             let step = tokio::select! {
                 biased;
                 () = cx.abandon.cancelled() => { abandoned = true; break; }
-                r = tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, take)) => r,
+                r = tokio::time::timeout_at(deadline, rx.take_many(&mut buf, take)) => r,
             };
             match step {
                 Ok(true) => bytes += buf[before..].iter().map(|(e, _)| weigh(e)).sum::<usize>(),
@@ -693,13 +710,17 @@ pub(crate) async fn run_batched<S: BatchStage>(
                 (0..n).map(|_| Processed::Panic(msg.clone())).collect()
             }
             Ok(Err(e)) => {
+                // One error for the whole batch: attributed once, shared by
+                // every item (its source stays the stage's own error).
                 let fatal = stage.is_fatal(&e);
                 let boxed: BoxError = e.into();
-                let fatal = fatal || boxed.is::<Fatal>();
-                let shared = ItemError::from_error(cx.name.clone(), FailureKind::Error, boxed);
-                (0..n)
-                    .map(|_| Processed::Err(Box::new(shared.clone()) as BoxError, fatal))
-                    .collect()
+                let kind = if fatal || boxed.is::<Fatal>() {
+                    FailureKind::Fatal
+                } else {
+                    FailureKind::Error
+                };
+                let shared = ItemError::from_error(cx.name.clone(), kind, boxed);
+                (0..n).map(|_| Processed::Failed(shared.clone())).collect()
             }
             Ok(Ok(results)) if results.len() != n => {
                 let msg = format!(
@@ -708,9 +729,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
                     n
                 );
                 let shared = ItemError::new(cx.name.clone(), FailureKind::Error, msg);
-                (0..n)
-                    .map(|_| Processed::Err(Box::new(shared.clone()) as BoxError, false))
-                    .collect()
+                (0..n).map(|_| Processed::Failed(shared.clone())).collect()
             }
             Ok(Ok(results)) => results
                 .into_iter()

@@ -126,7 +126,16 @@ impl fmt::Display for ItemError {
     }
 }
 
-impl std::error::Error for ItemError {}
+impl std::error::Error for ItemError {
+    /// The stage's own error, when the failure came from one (the same as
+    /// [`ItemError::error`]).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Wraps an error to mark it fatal: a stage returning it stops the graph.
 ///

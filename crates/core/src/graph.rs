@@ -57,6 +57,10 @@ use crate::stage::{BatchStage, Stage};
 /// low, big enough to let neighbouring stages overlap.
 pub const DEFAULT_CAPACITY: usize = 128;
 
+/// How long a graph drains after a fatal error before what is left is
+/// abandoned, unless [`GraphBuilder::drain_deadline`] says otherwise.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
 /// How many envelopes a sequential stage takes from its mailbox per lock.
 const PREFETCH: usize = 64;
 
@@ -252,6 +256,7 @@ struct NodeEnv {
     dlq: Option<Outlet<DeadLetter>>,
     shutdown: CancellationToken,
     abandon: CancellationToken,
+    fatal: CancellationToken,
 }
 
 struct NodeSpec {
@@ -270,6 +275,7 @@ struct BuilderState {
     next_port: u64,
     dlq: Option<Outlet<DeadLetter>>,
     errors: Vec<GraphError>,
+    drain_deadline: Duration,
 }
 
 impl BuilderState {
@@ -314,6 +320,7 @@ pub struct Graph {
     metrics: Arc<Metrics>,
     nodes: Vec<NodeSpec>,
     dlq: Option<Outlet<DeadLetter>>,
+    drain_deadline: Duration,
 }
 
 impl Graph {
@@ -330,6 +337,7 @@ impl Graph {
                 next_port: 0,
                 dlq: None,
                 errors: Vec::new(),
+                drain_deadline: DEFAULT_DRAIN_DEADLINE,
             })),
         }
     }
@@ -358,6 +366,7 @@ impl Graph {
         self.metrics.mark_started();
         let shutdown = CancellationToken::new();
         let abandon = CancellationToken::new();
+        let fatal = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut names = Vec::new();
         for node in self.nodes {
@@ -365,6 +374,7 @@ impl Graph {
                 dlq: self.dlq.clone(),
                 shutdown: shutdown.clone(),
                 abandon: abandon.clone(),
+                fatal: fatal.clone(),
             };
             let name = node.name.clone();
             let fut = (node.run)(env);
@@ -394,6 +404,8 @@ impl Graph {
             metrics: self.metrics,
             shutdown,
             abandon,
+            fatal,
+            drain_deadline: self.drain_deadline,
             tasks,
             names,
             started: tokio::time::Instant::now(),
@@ -441,7 +453,16 @@ impl GraphBuilder {
                                 metrics,
                             };
                             let result = source.run(cx).await;
-                            result.map_err(|source| {
+                            result.map_err(|mut source| {
+                                // `cx.emit(env).await?`: the refused envelope
+                                // is resolved now, not when the report holding
+                                // this error is dropped.
+                                if let Some(refused) =
+                                    source.downcast_mut::<crate::source::EmitError<S::Out>>()
+                                {
+                                    refused.resolve();
+                                }
+                                env.fatal.cancel();
                                 env.shutdown.cancel();
                                 GraphError::Fatal {
                                     stage: run_name.to_string(),
@@ -486,6 +507,21 @@ impl GraphBuilder {
         push_stage_node(&mut st, spec, rx, Outlet::Terminal, metrics, false);
     }
 
+    /// How long the graph drains after a fatal error before what is left
+    /// is abandoned (default [`DEFAULT_DRAIN_DEADLINE`]), when it runs
+    /// under [`RunningGraph::wait`]; [`RunningGraph::run_until`] uses its
+    /// own deadline.
+    ///
+    /// A fatal error (a stage's or a source's) starts a drain like a
+    /// [`shutdown`](RunningGraph::shutdown): sources stop, stages drain;
+    /// at the deadline, everything still in the graph is abandoned
+    /// (resolved as failed, never as delivered), so a stage stuck in one
+    /// call cannot hang the process.
+    pub fn drain_deadline(&mut self, deadline: Duration) -> &mut Self {
+        self.state.borrow_mut().drain_deadline = deadline;
+        self
+    }
+
     /// Checks the graph and freezes it.
     ///
     /// # Errors
@@ -507,6 +543,7 @@ impl GraphBuilder {
             metrics: st.metrics.clone(),
             nodes: std::mem::take(&mut st.nodes),
             dlq: st.dlq.take(),
+            drain_deadline: st.drain_deadline,
         })
     }
 }
@@ -581,6 +618,7 @@ fn push_stage_node<S: Stage>(
                 dlq: if use_dlq { env.dlq } else { None },
                 shutdown: env.shutdown,
                 abandon: env.abandon,
+                fatal: env.fatal,
             };
             if concurrency <= 1 {
                 driver::run_sequential(stage, rx, outlet, cx, prefetch).boxed()
@@ -856,6 +894,7 @@ fn push_batch_node<S: BatchStage>(
                 dlq: env.dlq,
                 shutdown: env.shutdown,
                 abandon: env.abandon,
+                fatal: env.fatal,
             };
             driver::run_batched(stage, rx, outlet, cx, batch).boxed()
         }),
@@ -869,6 +908,9 @@ pub struct RunningGraph {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     abandon: CancellationToken,
+    /// Cancelled by the first fatal error: starts the drain deadline.
+    fatal: CancellationToken,
+    drain_deadline: Duration,
     tasks: JoinSet<Result<(), GraphError>>,
     names: Vec<(tokio::task::Id, Arc<str>)>,
     started: tokio::time::Instant,
@@ -911,13 +953,25 @@ impl RunningGraph {
     }
 
     /// Waits until every node has stopped: the sources ended (or shutdown
-    /// was requested through the token) and everything drained. No deadline.
+    /// was requested through the token) and everything drained. No
+    /// deadline, except after a fatal error: that starts a drain within
+    /// the graph's [drain deadline](GraphBuilder::drain_deadline), past
+    /// which what is left is abandoned, as [`shutdown`](RunningGraph::shutdown)
+    /// does.
     pub async fn wait(mut self) -> Report {
         let mut errors = Vec::new();
-        while let Some(joined) = self.tasks.join_next_with_id().await {
-            collect(joined, &self.names, &mut errors, &self.shutdown);
+        loop {
+            tokio::select! {
+                joined = self.tasks.join_next_with_id() => match joined {
+                    Some(joined) => collect(joined, &self.names, &mut errors, &self.shutdown, &self.fatal),
+                    None => return self.report(true, errors),
+                },
+                () = self.fatal.cancelled() => {
+                    let deadline = self.drain_deadline;
+                    return self.drain(deadline, errors).await;
+                }
+            }
         }
-        self.report(true, errors)
     }
 
     /// Shuts down gracefully: sources stop taking input, stages drain their
@@ -929,21 +983,22 @@ impl RunningGraph {
         self.drain(deadline, Vec::new()).await
     }
 
-    /// Runs until the graph ends by itself (its sources ended, or a fatal
-    /// error stopped it) or `stop` completes, whichever is first; after
-    /// `stop`, shuts down as [`shutdown`](RunningGraph::shutdown) does, with
-    /// `deadline`. This is what a binary wants: run until a signal, then
-    /// drain within a bound.
+    /// Runs until the graph ends by itself (its sources ended) or `stop`
+    /// completes or a fatal error happens, whichever is first; after `stop`
+    /// or a fatal error, shuts down as [`shutdown`](RunningGraph::shutdown)
+    /// does, with `deadline` (counted from the stop or the error). This is
+    /// what a binary wants: run until a signal, then drain within a bound.
     pub async fn run_until(mut self, stop: impl Future<Output = ()>, deadline: Duration) -> Report {
         let mut errors = Vec::new();
         let mut stop = std::pin::pin!(stop);
         loop {
             tokio::select! {
                 joined = self.tasks.join_next_with_id() => match joined {
-                    Some(joined) => collect(joined, &self.names, &mut errors, &self.shutdown),
+                    Some(joined) => collect(joined, &self.names, &mut errors, &self.shutdown, &self.fatal),
                     None => return self.report(true, errors),
                 },
                 () = &mut stop => return self.drain(deadline, errors).await,
+                () = self.fatal.cancelled() => return self.drain(deadline, errors).await,
             }
         }
     }
@@ -954,7 +1009,13 @@ impl RunningGraph {
         let mut drained = true;
         loop {
             match tokio::time::timeout_at(until, self.tasks.join_next_with_id()).await {
-                Ok(Some(joined)) => collect(joined, &self.names, &mut errors, &self.shutdown),
+                Ok(Some(joined)) => collect(
+                    joined,
+                    &self.names,
+                    &mut errors,
+                    &self.shutdown,
+                    &self.fatal,
+                ),
                 Ok(None) => break,
                 Err(_) => {
                     drained = false;
@@ -970,12 +1031,24 @@ impl RunningGraph {
             let grace = tokio::time::Instant::now() + ABANDON_GRACE;
             loop {
                 match tokio::time::timeout_at(grace, self.tasks.join_next_with_id()).await {
-                    Ok(Some(joined)) => collect(joined, &self.names, &mut errors, &self.shutdown),
+                    Ok(Some(joined)) => collect(
+                        joined,
+                        &self.names,
+                        &mut errors,
+                        &self.shutdown,
+                        &self.fatal,
+                    ),
                     Ok(None) => break,
                     Err(_) => {
                         self.tasks.abort_all();
                         while let Some(joined) = self.tasks.join_next_with_id().await {
-                            collect(joined, &self.names, &mut errors, &self.shutdown);
+                            collect(
+                                joined,
+                                &self.names,
+                                &mut errors,
+                                &self.shutdown,
+                                &self.fatal,
+                            );
                         }
                         break;
                     }
@@ -1021,10 +1094,12 @@ fn collect(
     names: &[(tokio::task::Id, Arc<str>)],
     errors: &mut Vec<GraphError>,
     shutdown: &CancellationToken,
+    fatal: &CancellationToken,
 ) {
     match joined {
         Ok((_, Ok(()))) => {}
         Ok((_, Err(e))) => {
+            fatal.cancel();
             shutdown.cancel();
             errors.push(e);
         }
@@ -1034,6 +1109,7 @@ fn collect(
                 .find(|(id, _)| *id == e.id())
                 .map_or_else(|| "unknown".to_string(), |(_, n)| n.to_string());
             if e.is_panic() {
+                fatal.cancel();
                 shutdown.cancel();
                 errors.push(GraphError::TaskPanicked {
                     stage,

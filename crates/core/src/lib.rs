@@ -44,7 +44,7 @@ pub use graph::{
 };
 pub use mailbox::Overflow;
 pub use metrics::{Bottleneck, Metrics, Snapshot};
-pub use source::{EmitError, EmitStop, Source, SourceContext};
+pub use source::{EmitError, EmitPermit, EmitStop, Source, SourceContext};
 pub use stage::{
     BatchStage, Outputs, Stage, blocking, blocking_shared, filter, flat_map, map, sink, then,
     try_map,

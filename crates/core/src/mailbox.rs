@@ -14,6 +14,14 @@
 //! load and resolve the dropped envelope's acknowledgement as
 //! [`Outcome::Dropped`](crate::Outcome::Dropped), counted in the metrics.
 //! [`Sender::try_send`] never waits and hands the envelope back when full.
+//! [`Sender::reserve`] waits for room without giving up an envelope: the
+//! [`Permit`] it returns holds one place until it sends (or is dropped), so
+//! a send that may be cancelled (inside `select!`) loses nothing.
+//!
+//! # Slots
+//!
+//! A taken envelope keeps its place until its stage finishes it: a
+//! [`SlotGuard`] holds it, and gives it back when dropped, exactly once.
 //!
 //! # A note on choosing a bound
 //!
@@ -145,36 +153,188 @@ impl MailboxStats {
     }
 }
 
-/// A slot an envelope holds in its mailbox until the stage finishes it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Slot {
+/// A place an envelope holds in its mailbox until the stage finishes it.
+///
+/// Internal and deliberately neither `Copy` nor `Clone`: it is given back
+/// by moving it into a [`Release`], which [`Receiver::release`] consumes,
+/// so a slot cannot be given back twice. Outside the crate a taken
+/// envelope's place is a [`SlotGuard`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Slot {
     bytes: usize,
 }
 
-/// Slots to give back to a mailbox, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Release {
+/// Slots to give back to a mailbox, summed (one lock for many).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Release {
     items: usize,
     bytes: usize,
 }
 
 impl Release {
     /// Adds one slot.
-    pub fn add(&mut self, slot: Slot) {
+    pub(crate) fn add(&mut self, slot: Slot) {
         self.items += 1;
         self.bytes += slot.bytes;
     }
 
     /// Whether there is nothing to release.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.items == 0
     }
+}
+
+/// The place a taken envelope holds in its mailbox: it still counts
+/// against the capacity until its stage finishes the envelope. Dropping the
+/// guard (or [`SlotGuard::release`]) gives the place back, exactly once.
+///
+/// Not `Copy` and not `Clone`, so a place cannot be given back twice:
+///
+/// ```compile_fail
+/// fn twice<T>(slot: sluicegate_core::mailbox::SlotGuard<T>) {
+///     slot.release();
+///     slot.release(); // use of moved value
+/// }
+/// ```
+#[must_use = "dropping the guard frees the place at once; keep it until the envelope is finished"]
+pub struct SlotGuard<T> {
+    shared: Arc<Shared<T>>,
+    slot: Option<Slot>,
+}
+
+impl<T> SlotGuard<T> {
+    /// Gives the place back (the same as dropping the guard).
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl<T> Drop for SlotGuard<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let mut release = Release::default();
+            release.add(slot);
+            release_on(&self.shared, release);
+        }
+    }
+}
+
+impl<T> fmt::Debug for SlotGuard<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlotGuard")
+            .field("stage", &self.shared.stats.stage)
+            .finish()
+    }
+}
+
+/// Room for one envelope in a mailbox, reserved by [`Sender::reserve`] or
+/// [`Sender::try_reserve`]: [`Permit::send`] puts an envelope there
+/// without waiting; dropping the permit gives the room back.
+///
+/// Under a drop policy ([`Overflow::DropNewest`], [`Overflow::DropOldest`])
+/// a full mailbox reserves nothing (a send there never waits): the permit
+/// then sends under the policy.
+#[must_use = "a permit holds room in the mailbox until it sends or is dropped"]
+pub struct Permit<T> {
+    shared: Arc<Shared<T>>,
+    /// Whether room was reserved (false: send under the drop policy).
+    reserved: bool,
+}
+
+impl<T> Permit<T> {
+    /// Puts `env` in the reserved room. Never waits.
+    ///
+    /// If the receiving stage stopped since the reservation, the envelope
+    /// is resolved as failed ([`FailureKind::Abandoned`](crate::FailureKind::Abandoned)),
+    /// as the envelopes left in its mailbox are.
+    pub fn send(mut self, env: Envelope<T>) {
+        let weight = self.shared.weigh(&env);
+        let reserved = std::mem::replace(&mut self.reserved, false);
+        let mut dropped = Vec::new();
+        let refused = {
+            let mut st = self.shared.lock();
+            if reserved {
+                st.reserved -= 1;
+            }
+            if !st.rx_alive {
+                Some(env)
+            } else {
+                let queued = if reserved {
+                    // The room was counted when reserved; the bytes only now.
+                    st.bytes += weight;
+                    st.queue.push_back((env, Slot { bytes: weight }));
+                    true
+                } else {
+                    match self.shared.push_locked(&mut st, env, weight, &mut dropped) {
+                        Ok(queued) => queued,
+                        // Unreserved permits exist only under drop policies,
+                        // which never refuse; count it as dropped if one did.
+                        Err(env) => {
+                            dropped.push(env);
+                            false
+                        }
+                    }
+                };
+                self.shared.publish_depth(&st);
+                if queued {
+                    self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                None
+            }
+        };
+        match refused {
+            Some(env) => {
+                self.shared.not_full.notify_waiters();
+                let (_, ack) = env.into_parts();
+                ack.fail(crate::error::ItemError::new(
+                    self.shared.stats.stage.clone(),
+                    crate::error::FailureKind::Abandoned,
+                    "the stage stopped before taking this item",
+                ));
+            }
+            None => {
+                self.shared.not_empty.notify_one();
+                self.shared.resolve_dropped(dropped);
+            }
+        }
+    }
+}
+
+impl<T> Drop for Permit<T> {
+    fn drop(&mut self) {
+        if self.reserved {
+            self.shared.lock().reserved -= 1;
+            self.shared.not_full.notify_waiters();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Permit<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("stage", &self.shared.stats.stage)
+            .field("reserved", &self.reserved)
+            .finish()
+    }
+}
+
+/// The error of [`Sender::try_reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryReserveError {
+    /// The mailbox is full (and its policy is [`Overflow::Block`]).
+    #[error("the mailbox is full")]
+    Full,
+    /// The receiving stage is gone.
+    #[error("the receiving stage has stopped")]
+    Closed,
 }
 
 struct State<T> {
     queue: VecDeque<(Envelope<T>, Slot)>,
     /// Items taken by the stage and not yet released.
     held: usize,
+    /// Rooms reserved by permits and not yet used.
+    reserved: usize,
     /// Bytes queued plus bytes held.
     bytes: usize,
     senders: usize,
@@ -206,7 +366,7 @@ impl<T> Shared<T> {
     }
 
     fn fits(&self, st: &State<T>, weight: usize) -> bool {
-        let used = st.queue.len() + st.held;
+        let used = st.queue.len() + st.held + st.reserved;
         if used >= self.stats.capacity {
             return false;
         }
@@ -313,6 +473,7 @@ pub fn mailbox<T>(
         state: Mutex::new(State {
             queue: VecDeque::with_capacity(capacity.min(4096)),
             held: 0,
+            reserved: 0,
             bytes: 0,
             senders: 1,
             rx_alive: true,
@@ -438,6 +599,68 @@ impl<T> Sender<T> {
         }
     }
 
+    /// Waits for room for one envelope and reserves it.
+    ///
+    /// Cancel-safe: dropping the future while it waits loses nothing (it
+    /// holds no envelope), and a permit dropped unused gives its room back.
+    /// With a byte budget the permit reserves the place only; the envelope's
+    /// bytes count from the send, so a budget can be exceeded by the
+    /// envelopes sent through permits that were outstanding at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] when the receiving stage is gone.
+    ///
+    /// # Backpressure
+    ///
+    /// Waits like [`Sender::send`] under [`Overflow::Block`]; under a drop
+    /// policy it never waits (see [`Permit`]).
+    pub async fn reserve(&self) -> Result<Permit<T>, Closed> {
+        self.reserve_for(0).await
+    }
+
+    /// Waits for room for an item of `weight` and reserves it.
+    pub(crate) async fn reserve_for(&self, weight: usize) -> Result<Permit<T>, Closed> {
+        loop {
+            match self.try_reserve_for(weight) {
+                Ok(permit) => return Ok(permit),
+                Err(TryReserveError::Closed) => return Err(Closed),
+                Err(TryReserveError::Full) => {}
+            }
+            self.wait_room(weight).await;
+        }
+    }
+
+    /// Reserves room for one envelope without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryReserveError::Full`] when the mailbox is full under
+    /// [`Overflow::Block`]; [`TryReserveError::Closed`] when the stage is gone.
+    pub fn try_reserve(&self) -> Result<Permit<T>, TryReserveError> {
+        self.try_reserve_for(0)
+    }
+
+    /// Reserves room for an item of `weight` without waiting.
+    pub(crate) fn try_reserve_for(&self, weight: usize) -> Result<Permit<T>, TryReserveError> {
+        let mut st = self.shared.lock();
+        if !st.rx_alive {
+            return Err(TryReserveError::Closed);
+        }
+        let reserved = if self.shared.fits(&st, weight) {
+            st.reserved += 1;
+            true
+        } else if self.shared.stats.overflow == Overflow::Block {
+            return Err(TryReserveError::Full);
+        } else {
+            false
+        };
+        Ok(Permit {
+            shared: self.shared.clone(),
+            reserved,
+        })
+    }
+
     /// Moves as many envelopes from the front of `items` as fit (or as the
     /// policy accepts), under one lock. Returns the slots that came with the
     /// moved envelopes, for the caller to release upstream.
@@ -486,6 +709,11 @@ impl<T> Sender<T> {
         self.shared.weigh(env)
     }
 
+    /// The weight of a payload under this mailbox's byte budget.
+    pub(crate) fn weight_of_payload(&self, payload: &T) -> usize {
+        self.shared.weigher.as_ref().map_or(0, |w| w(payload))
+    }
+
     /// Waits until an item of `weight` would fit (or the stage is gone).
     pub(crate) async fn wait_room(&self, weight: usize) {
         self.wait_until(|shared, st| shared.fits(st, weight)).await
@@ -528,9 +756,10 @@ impl<T> Sender<T> {
     }
 }
 
-/// The receiver is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Closed;
+/// The receiving stage is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the receiving stage has stopped")]
+pub struct Closed;
 
 /// The receiving half of a mailbox, owned by one stage.
 pub struct Receiver<T> {
@@ -549,9 +778,56 @@ impl<T> Receiver<T> {
     /// Takes up to `max` envelopes into `out`, waiting for at least one.
     /// Returns `false` when every sender is gone and the mailbox is empty.
     ///
-    /// Each envelope keeps its [`Slot`] until it is given back with
-    /// [`Receiver::release`]: taken items still count against the capacity.
-    pub async fn recv_many(&mut self, out: &mut Vec<(Envelope<T>, Slot)>, max: usize) -> bool {
+    /// Each envelope comes with the [`SlotGuard`] of its place: taken items
+    /// still count against the capacity until their guards are dropped.
+    pub async fn recv_many(
+        &mut self,
+        out: &mut Vec<(Envelope<T>, SlotGuard<T>)>,
+        max: usize,
+    ) -> bool {
+        let mut raw = Vec::new();
+        let got = self.take_many(&mut raw, max).await;
+        out.extend(raw.into_iter().map(|(env, slot)| (env, self.guard(slot))));
+        got
+    }
+
+    /// Takes up to `max` envelopes without waiting: `Some(true)` if it took
+    /// any, `Some(false)` if the mailbox is closed and empty, `None` if empty.
+    pub fn try_recv_many(
+        &mut self,
+        out: &mut Vec<(Envelope<T>, SlotGuard<T>)>,
+        max: usize,
+    ) -> Option<bool> {
+        let mut raw = Vec::new();
+        let got = take(&self.shared, &mut raw, max);
+        out.extend(raw.into_iter().map(|(env, slot)| (env, self.guard(slot))));
+        got
+    }
+
+    /// Takes one envelope, waiting for it; `None` once closed and drained.
+    pub async fn recv(&mut self) -> Option<(Envelope<T>, SlotGuard<T>)> {
+        let mut out = Vec::with_capacity(1);
+        if self.take_many(&mut out, 1).await {
+            out.pop().map(|(env, slot)| (env, self.guard(slot)))
+        } else {
+            None
+        }
+    }
+
+    fn guard(&self, slot: Slot) -> SlotGuard<T> {
+        SlotGuard {
+            shared: self.shared.clone(),
+            slot: Some(slot),
+        }
+    }
+
+    /// [`recv_many`](Receiver::recv_many) for the stage drivers: the slots
+    /// come raw, to be given back in bulk with [`Receiver::release`].
+    pub(crate) async fn take_many(
+        &mut self,
+        out: &mut Vec<(Envelope<T>, Slot)>,
+        max: usize,
+    ) -> bool {
         loop {
             let notified = self.shared.not_empty.notified();
             tokio::pin!(notified);
@@ -564,38 +840,9 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Takes up to `max` envelopes without waiting: `Some(true)` if it took
-    /// any, `Some(false)` if the mailbox is closed and empty, `None` if empty.
-    pub fn try_recv_many(
-        &mut self,
-        out: &mut Vec<(Envelope<T>, Slot)>,
-        max: usize,
-    ) -> Option<bool> {
-        take(&self.shared, out, max)
-    }
-
-    /// Takes one envelope, waiting for it; `None` once closed and drained.
-    pub async fn recv(&mut self) -> Option<(Envelope<T>, Slot)> {
-        let mut out = Vec::with_capacity(1);
-        if self.recv_many(&mut out, 1).await {
-            out.pop()
-        } else {
-            None
-        }
-    }
-
     /// Gives slots back: their envelopes are finished, senders may refill.
-    pub fn release(&self, release: Release) {
-        if release.is_empty() {
-            return;
-        }
-        {
-            let mut st = self.shared.lock();
-            st.held -= release.items;
-            st.bytes -= release.bytes;
-            self.shared.publish_depth(&st);
-        }
-        self.shared.not_full.notify_waiters();
+    pub(crate) fn release(&self, release: Release) {
+        release_on(&self.shared, release);
     }
 
     /// Whether every sender is gone (items may still be queued).
@@ -621,6 +868,19 @@ impl<T> Receiver<T> {
     pub fn stats(&self) -> &Arc<MailboxStats> {
         &self.shared.stats
     }
+}
+
+fn release_on<T>(shared: &Shared<T>, release: Release) {
+    if release.is_empty() {
+        return;
+    }
+    {
+        let mut st = shared.lock();
+        st.held -= release.items;
+        st.bytes -= release.bytes;
+        shared.publish_depth(&st);
+    }
+    shared.not_full.notify_waiters();
 }
 
 fn take<T>(shared: &Shared<T>, out: &mut Vec<(Envelope<T>, Slot)>, max: usize) -> Option<bool> {

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Envelope;
 use crate::error::{FailureKind, ItemError};
-use crate::mailbox::{Release, Sender, Slot, TrySendError};
+use crate::mailbox::{Permit, Release, Sender, Slot, TryReserveError, TrySendError};
 
 /// A routing predicate.
 pub(crate) type Pred<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
@@ -76,6 +76,84 @@ impl<T> Refused<T> {
     }
 }
 
+/// Room reserved in every mailbox an envelope will reach: a copy's place in
+/// each branch of a broadcast, the chosen (or, before the payload is known,
+/// both) sides of a route. Sending never waits; dropping gives the room back.
+pub(crate) enum OutletPermit<T> {
+    Mailbox(Permit<T>),
+    /// A broadcast branch whose stage is gone: the copy sent here fails.
+    Closed,
+    Broadcast {
+        parts: Vec<OutletPermit<T>>,
+        clone: fn(&T) -> T,
+    },
+    /// Both sides reserved; the predicate picks one at send time.
+    Route {
+        pred: Pred<T>,
+        yes: Box<OutletPermit<T>>,
+        no: Box<OutletPermit<T>>,
+    },
+    Terminal,
+}
+
+impl<T> OutletPermit<T> {
+    /// Sends `env` into the reserved room (a broadcast splits its
+    /// acknowledgement and sends a copy into each branch's room).
+    pub(crate) fn send(self, env: Envelope<T>) {
+        match self {
+            OutletPermit::Mailbox(permit) => permit.send(env),
+            OutletPermit::Terminal => env.into_parts().1.deliver(),
+            OutletPermit::Closed => {
+                let (_, ack) = env.into_parts();
+                ack.fail(ItemError::new(
+                    "broadcast",
+                    FailureKind::Abandoned,
+                    "the downstream stage has stopped",
+                ));
+            }
+            OutletPermit::Route { pred, yes, no } => {
+                if pred(env.payload()) {
+                    yes.send(env);
+                } else {
+                    no.send(env);
+                }
+            }
+            OutletPermit::Broadcast { parts, clone } => {
+                let (payload, ack) = env.into_parts();
+                let acks = ack.split(parts.len());
+                let last = parts.len() - 1;
+                let mut payload = Some(payload);
+                for (i, (part, ack)) in parts.into_iter().zip(acks).enumerate() {
+                    let copy = if i == last {
+                        payload.take()
+                    } else {
+                        payload.as_ref().map(clone)
+                    };
+                    let copy = copy
+                        .unwrap_or_else(|| unreachable!("payload moved before the last branch"));
+                    part.send(Envelope::new(copy, ack));
+                }
+            }
+        }
+    }
+}
+
+/// Why a reservation could not be made now.
+enum Stop<'a, T> {
+    /// This mailbox has no room for an item of this weight.
+    Full {
+        tx: &'a Sender<T>,
+        weight: usize,
+    },
+    Closed,
+}
+
+/// Why a reservation stopped waiting.
+pub(crate) enum ReserveStop {
+    Closed,
+    Abandoned,
+}
+
 /// How a flush ended early.
 pub(crate) enum FlushStop {
     Closed,
@@ -120,31 +198,111 @@ impl<T: Send + 'static> Outlet<T> {
                     Box::pin(no.send(env, abandon)).await
                 }
             }
-            Outlet::Broadcast { branches, clone } => {
-                let (payload, ack) = env.into_parts();
-                let acks = ack.split(branches.len());
-                let last = branches.len() - 1;
-                let mut payload = Some(payload);
-                for (i, (branch, ack)) in branches.iter().zip(acks).enumerate() {
-                    let copy = if i == last {
-                        payload
-                            .take()
-                            .unwrap_or_else(|| unreachable!("payload moved before the last branch"))
-                    } else {
-                        match &payload {
-                            Some(p) => clone(p),
-                            None => unreachable!("payload moved before the last branch"),
+            Outlet::Broadcast { .. } => {
+                // Room in every branch first, then the copies: a branch that
+                // fills meanwhile makes this wait, never fails a copy. No room
+                // is held while waiting, so senders reserving the same
+                // branches in different orders cannot deadlock.
+                loop {
+                    let (tx, weight) = match self.try_reserve_in(Some(env.payload())) {
+                        Ok(permit) => {
+                            permit.send(env);
+                            return Ok(());
                         }
+                        Err(Stop::Closed) => return Err(Refused::Closed(env)),
+                        Err(Stop::Full { tx, weight }) => (tx, weight),
                     };
-                    // A refused part fails only that part; the split
-                    // acknowledgement then reports the failure to the origin.
-                    if let Err(refused) =
-                        Box::pin(branch.send(Envelope::new(copy, ack), abandon)).await
-                    {
-                        refused.fail(&Arc::from("broadcast"));
+                    tokio::select! {
+                        biased;
+                        () = tx.wait_room(weight) => {}
+                        () = abandon.cancelled() => return Err(Refused::Abandoned(env)),
                     }
                 }
-                Ok(())
+            }
+        }
+    }
+
+    /// Reserves room for one envelope, whatever its payload, in every
+    /// mailbox it may reach, waiting for room until `abandon`. Holds no
+    /// room while it waits.
+    pub(crate) async fn reserve(
+        &self,
+        abandon: &CancellationToken,
+    ) -> Result<OutletPermit<T>, ReserveStop> {
+        loop {
+            let (tx, weight) = match self.try_reserve_in(None) {
+                Ok(permit) => return Ok(permit),
+                Err(Stop::Closed) => return Err(ReserveStop::Closed),
+                Err(Stop::Full { tx, weight }) => (tx, weight),
+            };
+            tokio::select! {
+                biased;
+                () = tx.wait_room(weight) => {}
+                () = abandon.cancelled() => return Err(ReserveStop::Abandoned),
+            }
+        }
+    }
+
+    /// Reserves room in every mailbox the envelope will reach, all or
+    /// nothing, without waiting (for `payload` when known, else in every
+    /// mailbox any payload may reach). A broadcast branch whose stage is
+    /// gone gets a permit that fails its copy (the origin then hears a
+    /// failure); only a stream whose every way on is gone is `Closed`.
+    pub(crate) fn try_reserve(
+        &self,
+        payload: Option<&T>,
+    ) -> Result<OutletPermit<T>, TryReserveError> {
+        self.try_reserve_in(payload).map_err(|stop| match stop {
+            Stop::Full { .. } => TryReserveError::Full,
+            Stop::Closed => TryReserveError::Closed,
+        })
+    }
+
+    /// [`try_reserve`](Outlet::try_reserve), naming the full mailbox.
+    fn try_reserve_in<'a>(&'a self, payload: Option<&T>) -> Result<OutletPermit<T>, Stop<'a, T>> {
+        match self {
+            Outlet::Terminal => Ok(OutletPermit::Terminal),
+            Outlet::Mailbox(tx) => {
+                let weight = payload.map_or(0, |p| tx.weight_of_payload(p));
+                match tx.try_reserve_for(weight) {
+                    Ok(permit) => Ok(OutletPermit::Mailbox(permit)),
+                    Err(TryReserveError::Full) => Err(Stop::Full { tx, weight }),
+                    Err(TryReserveError::Closed) => Err(Stop::Closed),
+                }
+            }
+            Outlet::Route { pred, yes, no } => match payload {
+                Some(p) if pred(p) => yes.try_reserve_in(payload),
+                Some(_) => no.try_reserve_in(payload),
+                None => {
+                    let yes = yes.try_reserve_in(None);
+                    let no = no.try_reserve_in(None);
+                    match (yes, no) {
+                        (Err(full @ Stop::Full { .. }), _) | (_, Err(full @ Stop::Full { .. })) => {
+                            Err(full)
+                        }
+                        (Err(Stop::Closed), Err(Stop::Closed)) => Err(Stop::Closed),
+                        (yes, no) => Ok(OutletPermit::Route {
+                            pred: pred.clone(),
+                            yes: Box::new(yes.unwrap_or(OutletPermit::Closed)),
+                            no: Box::new(no.unwrap_or(OutletPermit::Closed)),
+                        }),
+                    }
+                }
+            },
+            Outlet::Broadcast { branches, clone } => {
+                let mut parts = Vec::with_capacity(branches.len());
+                for branch in branches {
+                    match branch.try_reserve_in(payload) {
+                        Ok(permit) => parts.push(permit),
+                        Err(Stop::Closed) => parts.push(OutletPermit::Closed),
+                        // Dropping `parts` gives back what was reserved.
+                        Err(full @ Stop::Full { .. }) => return Err(full),
+                    }
+                }
+                Ok(OutletPermit::Broadcast {
+                    parts,
+                    clone: *clone,
+                })
             }
         }
     }
@@ -209,9 +367,10 @@ impl<T: Send + 'static> Outlet<T> {
         }
     }
 
-    /// Hands one envelope on without waiting. A broadcast checks that every
-    /// branch has room first; a copy refused by a race with another sender
-    /// fails that copy (and so the origin hears a failure).
+    /// Hands one envelope on without waiting. A broadcast reserves room in
+    /// every branch first and sends only when all have it, so a branch
+    /// filled by another sender hands the envelope back instead of failing
+    /// a copy.
     pub(crate) fn try_send(&self, env: Envelope<T>) -> Result<(), TrySendError<T>> {
         match self {
             Outlet::Terminal => {
@@ -226,24 +385,14 @@ impl<T: Send + 'static> Outlet<T> {
                     no.try_send(env)
                 }
             }
-            Outlet::Broadcast { branches, clone } => {
-                if self.is_full() {
-                    return Err(TrySendError::Full(env));
+            Outlet::Broadcast { .. } => match self.try_reserve(Some(env.payload())) {
+                Ok(permit) => {
+                    permit.send(env);
+                    Ok(())
                 }
-                let (payload, ack) = env.into_parts();
-                let acks = ack.split(branches.len());
-                for (branch, ack) in branches.iter().zip(acks) {
-                    if let Err(refused) = branch.try_send(Envelope::new(clone(&payload), ack)) {
-                        let (_, ack) = refused.into_inner().into_parts();
-                        ack.fail(ItemError::new(
-                            "broadcast",
-                            FailureKind::Abandoned,
-                            "a branch filled up between the check and the send",
-                        ));
-                    }
-                }
-                Ok(())
-            }
+                Err(TryReserveError::Full) => Err(TrySendError::Full(env)),
+                Err(TryReserveError::Closed) => Err(TrySendError::Closed(env)),
+            },
         }
     }
 

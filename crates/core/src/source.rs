@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Envelope;
-use crate::error::BoxError;
-use crate::mailbox::TrySendError;
+use crate::error::{BoxError, FailureKind, ItemError};
+use crate::mailbox::{TryReserveError, TrySendError};
 use crate::metrics::{Clock, Phase, StageMetrics};
-use crate::outlet::{FlushStop, Outlet, Refused};
+use crate::outlet::{FlushStop, Outlet, OutletPermit, Refused, ReserveStop};
 
 /// Produces envelopes into a graph.
 ///
@@ -34,36 +34,127 @@ pub trait Source: Send + 'static {
     -> impl Future<Output = Result<(), BoxError>> + Send;
 }
 
-/// Why [`SourceContext::emit`] gave an envelope back.
-#[derive(Debug)]
-pub enum EmitError<T> {
-    /// Every downstream stage is gone (the graph is stopping after a fatal error).
-    Closed(Envelope<T>),
-    /// The shutdown deadline passed while waiting for room.
-    Abandoned(Envelope<T>),
+/// Why [`SourceContext::emit`] did not take an envelope, with the envelope.
+///
+/// Dropping it resolves the envelope's acknowledgement as failed
+/// ([`FailureKind::Abandoned`], counted in the source's `abandoned`
+/// metric), never as delivered, so `cx.emit(env).await?` loses nothing:
+/// the origin hears of the envelope as soon as the error is dropped, or,
+/// when it is the error a source returns, as soon as the source returns.
+/// To resolve the envelope some other way, take it back with
+/// [`into_inner`](EmitError::into_inner).
+pub struct EmitError<T> {
+    stop: EmitStop,
+    env: Option<Envelope<T>>,
+    source: Arc<str>,
+    metrics: Arc<StageMetrics>,
 }
 
 impl<T> EmitError<T> {
-    /// The envelope that was not taken; resolve its acknowledgement.
-    pub fn into_inner(self) -> Envelope<T> {
-        match self {
-            EmitError::Closed(e) | EmitError::Abandoned(e) => e,
+    fn new(stop: EmitStop, env: Envelope<T>, cx: &SourceContext<T>) -> Self {
+        EmitError {
+            stop,
+            env: Some(env),
+            source: cx.name.clone(),
+            metrics: cx.metrics.clone(),
         }
+    }
+
+    /// Why the envelope was not taken.
+    pub fn stop(&self) -> EmitStop {
+        self.stop
+    }
+
+    /// The envelope that was not taken; the caller now resolves its
+    /// acknowledgement.
+    pub fn into_inner(mut self) -> Envelope<T> {
+        match self.env.take() {
+            Some(env) => env,
+            None => unreachable!("the envelope is only taken by into_inner or drop"),
+        }
+    }
+
+    /// Resolves the envelope as failed (abandoned), if not taken back.
+    pub(crate) fn resolve(&mut self) {
+        let Some(env) = self.env.take() else { return };
+        self.metrics.abandoned.fetch_add(1, Ordering::Relaxed);
+        let message = match self.stop {
+            EmitStop::Closed => "the graph stopped taking input before this item entered",
+            EmitStop::Abandoned => "shutdown deadline passed while waiting for room",
+        };
+        let (_, ack) = env.into_parts();
+        ack.fail(ItemError::new(
+            self.source.clone(),
+            FailureKind::Abandoned,
+            message,
+        ));
+    }
+}
+
+impl<T> Drop for EmitError<T> {
+    fn drop(&mut self) {
+        self.resolve();
+    }
+}
+
+impl<T> std::fmt::Debug for EmitError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmitError")
+            .field("stop", &self.stop)
+            .field("source", &self.source)
+            .field("origin", &self.env.as_ref().map(Envelope::origin))
+            .finish()
     }
 }
 
 impl<T> std::fmt::Display for EmitError<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EmitError::Closed(_) => f.write_str("the graph has stopped taking input"),
-            EmitError::Abandoned(_) => {
-                f.write_str("shutdown deadline passed while waiting for room")
-            }
-        }
+        std::fmt::Display::fmt(&self.stop, f)
     }
 }
 
-impl<T: std::fmt::Debug> std::error::Error for EmitError<T> {}
+impl<T> std::error::Error for EmitError<T> {}
+
+/// Room in the graph for one envelope, reserved by
+/// [`SourceContext::reserve`]: [`send`](EmitPermit::send) never waits, and
+/// a permit dropped unused gives its room back.
+#[must_use = "a permit holds room in the graph until it sends or is dropped"]
+pub struct EmitPermit<T> {
+    permit: OutletPermit<T>,
+    metrics: Arc<StageMetrics>,
+}
+
+impl<T> EmitPermit<T> {
+    /// Hands `env` to the graph, into the reserved room.
+    pub fn send(self, env: Envelope<T>) {
+        self.permit.send(env);
+        self.metrics.items_in.fetch_add(1, Ordering::Relaxed);
+        self.metrics.items_out.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl<T> std::fmt::Debug for EmitPermit<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmitPermit").finish_non_exhaustive()
+    }
+}
+
+/// Counts the time since it was made as blocked, when dropped (also when
+/// the future holding it is cancelled).
+struct Blocked<'a>(&'a mut Clock);
+
+impl<'a> Blocked<'a> {
+    fn start(clock: &'a mut Clock) -> Self {
+        clock.lap(Phase::Busy, Phase::Blocked);
+        Blocked(clock)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.lap(Phase::Blocked, Phase::Busy);
+    }
+}
 
 /// A source's handle on the graph: emit envelopes, watch for shutdown.
 pub struct SourceContext<T> {
@@ -95,12 +186,21 @@ impl<T: Send + 'static> SourceContext<T> {
     /// Waits while the first mailbox is full (whatever the source does
     /// meanwhile, it takes no new work). A source that must keep doing
     /// something while it waits (a Kafka consumer must keep polling) uses
-    /// [`SourceContext::is_full`] and [`SourceContext::ready`] instead.
+    /// [`SourceContext::reserve`] in a `select!`, or
+    /// [`SourceContext::is_full`] and [`SourceContext::ready`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping the future while it waits (a `select!`
+    /// branch that loses) drops the envelope, whose acknowledgement then
+    /// counts as leaked. In a `select!`, reserve room first with
+    /// [`SourceContext::reserve`] and send into it.
     ///
     /// # Errors
     ///
-    /// Gives the envelope back if the graph can no longer take it; the
-    /// source then resolves its acknowledgement (usually as failed).
+    /// [`EmitError`] when the graph can no longer take the envelope. It
+    /// holds the envelope: dropping it (a `?` does) resolves the envelope
+    /// as failed (abandoned); [`EmitError::into_inner`] takes it back.
     pub async fn emit(&mut self, env: Envelope<T>) -> Result<(), EmitError<T>> {
         // Fast path: room in the mailbox, no clock reads.
         let env = match &self.outlet {
@@ -109,7 +209,9 @@ impl<T: Send + 'static> SourceContext<T> {
                     self.count_one();
                     return Ok(());
                 }
-                Err(TrySendError::Closed(e)) => return Err(EmitError::Closed(e)),
+                Err(TrySendError::Closed(e)) => {
+                    return Err(EmitError::new(EmitStop::Closed, e, self));
+                }
                 Err(TrySendError::Full(e)) => e,
             },
             _ => env,
@@ -122,9 +224,77 @@ impl<T: Send + 'static> SourceContext<T> {
                 self.count_one();
                 Ok(())
             }
-            Err(Refused::Closed(e)) => Err(EmitError::Closed(e)),
-            Err(Refused::Abandoned(e)) => Err(EmitError::Abandoned(e)),
+            Err(Refused::Closed(e)) => Err(EmitError::new(EmitStop::Closed, e, self)),
+            Err(Refused::Abandoned(e)) => Err(EmitError::new(EmitStop::Abandoned, e, self)),
         }
+    }
+
+    /// Waits for room for one envelope in every mailbox it may reach and
+    /// reserves it: the cancel-safe way to emit.
+    ///
+    /// ```
+    /// use sluicegate_core::testing::AckLog;
+    /// use sluicegate_core::{BoxError, Envelope, Source, SourceContext};
+    ///
+    /// /// Emits 0..n, stopping at once on shutdown even while it waits for room.
+    /// struct Numbers {
+    ///     n: i64,
+    ///     acks: AckLog,
+    /// }
+    ///
+    /// impl Source for Numbers {
+    ///     type Out = i64;
+    ///
+    ///     async fn run(self, mut cx: SourceContext<i64>) -> Result<(), BoxError> {
+    ///         let stop = cx.shutdown_token();
+    ///         for offset in 0..self.n {
+    ///             let permit = tokio::select! {
+    ///                 permit = cx.reserve() => permit?,
+    ///                 // Losing the race loses nothing: no envelope exists yet.
+    ///                 () = stop.cancelled() => return Ok(()),
+    ///             };
+    ///             permit.send(Envelope::new(offset, self.acks.ack(offset)));
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the future holds no envelope, so in a `select!` that
+    /// picks another branch nothing is lost, and a permit dropped unused
+    /// gives its room back. Behind a route, before the payload is known,
+    /// room is reserved on both sides.
+    ///
+    /// # Backpressure
+    ///
+    /// Waits while a mailbox the envelope may reach is full, like
+    /// [`emit`](SourceContext::emit); the wait counts as blocked.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitStop::Closed`] when the graph is gone, [`EmitStop::Abandoned`]
+    /// when the shutdown deadline passed while waiting for room.
+    pub async fn reserve(&mut self) -> Result<EmitPermit<T>, EmitStop> {
+        let permit = match self.outlet.try_reserve(None) {
+            Ok(permit) => permit,
+            Err(TryReserveError::Closed) => return Err(EmitStop::Closed),
+            Err(TryReserveError::Full) => {
+                let _blocked = Blocked::start(&mut self.clock);
+                self.outlet
+                    .reserve(&self.abandon)
+                    .await
+                    .map_err(|stop| match stop {
+                        ReserveStop::Closed => EmitStop::Closed,
+                        ReserveStop::Abandoned => EmitStop::Abandoned,
+                    })?
+            }
+        };
+        Ok(EmitPermit {
+            permit,
+            metrics: self.metrics.clone(),
+        })
     }
 
     fn count_one(&self) {

@@ -34,7 +34,10 @@ pub async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> F::Output
     }
 }
 
-/// Records every acknowledgement a source receives, keyed by offset.
+/// Records every acknowledgement a source receives, keyed by offset, and
+/// counts how many times each offset resolved: an acknowledgement resolves
+/// exactly once, so a second resolution is a bug that [`AckLog::outcome`]
+/// and [`AckLog::assert_each_once`] report instead of hiding it.
 #[derive(Clone, Default)]
 pub struct AckLog {
     inner: Arc<AckLogInner>,
@@ -42,6 +45,7 @@ pub struct AckLog {
 
 #[derive(Default)]
 struct AckLogInner {
+    /// Every outcome of each offset, in the order they arrived.
     outcomes: Mutex<BTreeMap<i64, Vec<Outcome>>>,
     changed: Notify,
 }
@@ -50,6 +54,7 @@ impl std::fmt::Debug for AckLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AckLog")
             .field("resolved", &self.resolved())
+            .field("resolved_twice", &self.resolved_more_than_once())
             .finish()
     }
 }
@@ -80,11 +85,36 @@ impl AckLog {
         lock(&self.inner.outcomes).clone()
     }
 
-    /// The single outcome of `offset`, if resolved.
+    /// The outcome of `offset`, if resolved.
+    ///
+    /// # Panics
+    ///
+    /// If `offset` resolved more than once, naming every outcome it got.
     pub fn outcome(&self, offset: i64) -> Option<Outcome> {
+        let all = lock(&self.inner.outcomes);
+        match all.get(&offset).map(Vec::as_slice) {
+            None | Some([]) => None,
+            Some([one]) => Some(one.clone()),
+            Some(many) => panic!(
+                "offset {offset} resolved {} times: {}",
+                many.len(),
+                describe(many)
+            ),
+        }
+    }
+
+    /// How many times `offset` resolved (exactly one is right).
+    pub fn times(&self, offset: i64) -> usize {
+        lock(&self.inner.outcomes).get(&offset).map_or(0, Vec::len)
+    }
+
+    /// Offsets that resolved more than once (a bug), in order.
+    pub fn resolved_more_than_once(&self) -> Vec<i64> {
         lock(&self.inner.outcomes)
-            .get(&offset)
-            .and_then(|v| v.first().cloned())
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// How many acknowledgements resolved (counting duplicates).
@@ -150,10 +180,14 @@ impl AckLog {
     pub fn assert_each_once(&self, n: i64) {
         let all = self.outcomes();
         for offset in 0..n {
-            match all.get(&offset).map(Vec::len) {
-                Some(1) => {}
-                Some(k) => panic!("offset {offset} resolved {k} times: {:?}", all[&offset]),
-                None => panic!(
+            match all.get(&offset).map(Vec::as_slice) {
+                Some([_]) => {}
+                Some(many @ [_, _, ..]) => panic!(
+                    "offset {offset} resolved {} times: {}",
+                    many.len(),
+                    describe(many)
+                ),
+                None | Some([]) => panic!(
                     "offset {offset} never resolved ({} of {n} resolved)",
                     all.len()
                 ),
@@ -163,6 +197,14 @@ impl AckLog {
             panic!("unexpected offset {extra} resolved");
         }
     }
+}
+
+fn describe(outcomes: &[Outcome]) -> String {
+    outcomes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", then ")
 }
 
 /// Counts outcomes in constant memory: for long runs and benchmarks, where
@@ -436,5 +478,36 @@ impl<T: Clone + Send + 'static> Stage for GatedSink<T> {
     async fn process(&self, input: T, origin: &Origin) -> Result<Outputs<()>, Self::Error> {
         self.gate.pass().await;
         self.collected.process(input, origin).await
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::{DropReason, FailureKind, ItemError};
+
+    fn panics<R>(f: impl FnOnce() -> R) -> bool {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()
+    }
+
+    /// A second resolution of one offset is counted and reported, whatever
+    /// the first outcome was.
+    #[test]
+    fn ack_log_catches_a_second_resolution() {
+        let log = AckLog::new();
+        log.ack(0).deliver();
+        log.ack(1).deliver();
+        log.ack(1)
+            .fail(ItemError::new("s", FailureKind::Error, "late"));
+        log.ack(2).drop_with(DropReason::Filtered);
+        assert_eq!((log.times(0), log.times(1), log.times(3)), (1, 2, 0));
+        assert_eq!(log.resolved_more_than_once(), vec![1]);
+        assert!(log.outcome(0).is_some_and(|o| o.is_delivered()));
+        assert!(log.outcome(3).is_none());
+        assert!(
+            panics(|| log.outcome(1)),
+            "outcome() hid a double resolution"
+        );
+        assert!(panics(|| log.assert_each_once(3)));
     }
 }

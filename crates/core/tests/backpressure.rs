@@ -226,7 +226,7 @@ async fn byte_budget_bounds_the_mailbox() {
 #[tokio::test]
 async fn try_send_hands_the_item_back() {
     use sluicegate_core::Envelope;
-    use sluicegate_core::mailbox::{Release, TrySendError, mailbox};
+    use sluicegate_core::mailbox::{TrySendError, mailbox};
     let acks = AckLog::new();
     let (tx, mut rx) = mailbox::<u64>("m", 2, Overflow::Block, None);
     tx.try_send(Envelope::new(1, acks.ack(0))).expect("room");
@@ -240,12 +240,11 @@ async fn try_send_hands_the_item_back() {
     assert!(rx.recv_many(&mut got, 10).await);
     assert_eq!(got.len(), 2);
     assert!(tx.is_full(), "taken items still hold their slots");
-    let mut release = Release::default();
     for (env, slot) in got {
-        release.add(slot);
         env.into_parts().1.deliver();
+        slot.release();
     }
-    rx.release(release);
+    assert!(!tx.is_full(), "dropped guards gave the slots back");
     tx.try_send(back).expect("room after release");
     let (env, _slot) = rx.recv().await.expect("item");
     env.into_parts().1.deliver();

@@ -193,3 +193,115 @@ fn capacity_must_hold_a_batch() {
     let err = g.build().err().expect("must fail");
     assert!(err.to_string().contains("below the batch size 10"), "{err}");
 }
+
+/// The store's own error, with a cause.
+#[derive(Debug, thiserror::Error)]
+#[error("disk full")]
+struct DiskFull(#[source] std::io::Error);
+
+/// A batch sink whose whole batch fails with [`DiskFull`]; fatal if `fatal`.
+struct FailingStore {
+    fatal: bool,
+}
+
+impl BatchStage for FailingStore {
+    type In = u64;
+    type Out = ();
+    type Error = DiskFull;
+
+    async fn process_batch(
+        &self,
+        _batch: Vec<u64>,
+        _origins: &[&Origin],
+    ) -> sluicegate_core::stage::BatchResult<(), DiskFull> {
+        Err(DiskFull(std::io::Error::other("no space left on device")))
+    }
+
+    fn is_fatal(&self, _error: &DiskFull) -> bool {
+        self.fatal
+    }
+}
+
+fn the_store_error(e: &sluicegate_core::ItemError) -> Option<&DiskFull> {
+    std::error::Error::source(e).and_then(|s| s.downcast_ref::<DiskFull>())
+}
+
+/// A failed batch names its stage once, and its items' errors lead to the
+/// store's own error as `source()`.
+#[tokio::test(start_paused = true)]
+async fn a_failed_batch_is_wrapped_once_and_keeps_its_source() {
+    let acks = AckLog::new();
+    let letters = CollectSink::<sluicegate_core::DeadLetter>::new();
+    let mut g = Graph::builder("batch-error");
+    g.dead_letters(StageSpec::new("dlq", letters.clone()));
+    g.source("src", VecSource::new(vec![1u64, 2], acks.clone()))
+        .to_batch(BatchSpec::new(
+            "store",
+            FailingStore { fatal: false },
+            BatchConfig::new(2, Duration::from_millis(10)),
+        ));
+    let report = within(
+        LIMIT,
+        "the graph",
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait(),
+    )
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    acks.assert_each_once(2);
+    let letters = letters.items();
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        let e = &letter.error;
+        assert_eq!(
+            e.to_string(),
+            "error in stage `store`: disk full: no space left on device"
+        );
+        assert!(
+            the_store_error(e).is_some(),
+            "source() is the store's error"
+        );
+    }
+}
+
+/// The same when the store's error is fatal: the graph's error leads, by
+/// `source()`, to the item error and then to the store's own error.
+#[tokio::test(start_paused = true)]
+async fn a_fatal_batch_error_keeps_its_source() {
+    let acks = AckLog::new();
+    let mut g = Graph::builder("batch-fatal");
+    g.source("src", VecSource::new(vec![1u64, 2], acks.clone()))
+        .to_batch(BatchSpec::new(
+            "store",
+            FailingStore { fatal: true },
+            BatchConfig::new(2, Duration::from_millis(10)),
+        ));
+    let report = within(
+        LIMIT,
+        "the graph",
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait(),
+    )
+    .await;
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    let err = &report.errors[0];
+    assert_eq!(
+        err.to_string(),
+        "stage `store` failed fatally: fatal in stage `store`: disk full: no space left on device"
+    );
+    let item = std::error::Error::source(err)
+        .and_then(|s| s.downcast_ref::<sluicegate_core::ItemError>())
+        .expect("the item error");
+    assert!(
+        the_store_error(item).is_some(),
+        "source() is the store's error"
+    );
+}

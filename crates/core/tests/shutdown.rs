@@ -213,3 +213,99 @@ async fn run_until_drains_when_stop_completes() {
     );
     acks.assert_each_once(emitted as i64);
 }
+
+/// A stage that never finishes its first call (a store stuck behind a lock).
+fn stuck() -> impl sluicegate_core::Stage<In = u64, Out = u64> {
+    then(|_: u64| async {
+        std::future::pending::<()>().await;
+        Ok::<u64, std::convert::Infallible>(0)
+    })
+}
+
+/// source → store (fatal on 3) → stuck (never returns; room for the items
+/// before the fatal one, so the store reaches it) → sink.
+fn fatal_then_stuck(acks: &AckLog, deadline: Duration) -> sluicegate_core::Graph {
+    let mut g = Graph::builder("fatal-stuck");
+    g.drain_deadline(deadline);
+    g.source("src", VecSource::new((0..100u64).collect(), acks.clone()))
+        .via(
+            StageSpec::new(
+                "store",
+                sluicegate_core::try_map(|x: u64| {
+                    if x == 3 {
+                        Err(sluicegate_core::Fatal::new("credentials rejected"))
+                    } else {
+                        Ok(x)
+                    }
+                }),
+            )
+            .capacity(1),
+        )
+        .via(StageSpec::new("stuck", stuck()).capacity(8))
+        .to(StageSpec::new("sink", CollectSink::new()));
+    g.build().expect("valid")
+}
+
+fn assert_fatal_then_abandoned(report: &sluicegate_core::Report, acks: &AckLog) {
+    assert!(!report.drained, "the stuck stage cannot drain: {report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.to_string().contains("credentials rejected")),
+        "{:?}",
+        report.errors
+    );
+    assert!(report.abandoned >= 1, "{report:?}");
+    let n = acks.outcomes().len() as i64;
+    acks.assert_each_once(n);
+    assert_eq!(acks.delivered(), 0, "nothing passed the stuck stage");
+    match acks.outcome(0) {
+        Some(Outcome::Failed(e)) => assert_eq!(e.kind(), FailureKind::Abandoned, "{e}"),
+        other => panic!("the stuck item resolved as {other:?}"),
+    }
+    assert!(matches!(acks.outcome(3), Some(Outcome::Failed(e)) if e.kind() == FailureKind::Fatal));
+}
+
+/// A fatal error starts the drain deadline: `wait` returns at the deadline
+/// although a stage is stuck, and what it held is abandoned, not delivered.
+#[tokio::test(start_paused = true)]
+async fn a_fatal_error_starts_the_drain_deadline_in_wait() {
+    let acks = AckLog::new();
+    let running = fatal_then_stuck(&acks, Duration::from_secs(2))
+        .start()
+        .await
+        .expect("starts");
+    let started = tokio::time::Instant::now();
+    let report = within(
+        LIMIT,
+        "wait() to return after a fatal error with a stage stuck",
+        running.wait(),
+    )
+    .await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(2),
+        "the drain deadline, counted from the fatal error"
+    );
+    assert_fatal_then_abandoned(&report, &acks);
+}
+
+/// The same under `run_until`, whose own deadline applies.
+#[tokio::test(start_paused = true)]
+async fn a_fatal_error_starts_the_drain_deadline_in_run_until() {
+    let acks = AckLog::new();
+    let running = fatal_then_stuck(&acks, Duration::from_secs(3600))
+        .start()
+        .await
+        .expect("starts");
+    let started = tokio::time::Instant::now();
+    let report = within(
+        LIMIT,
+        "run_until to return after a fatal error with a stage stuck",
+        running.run_until(std::future::pending(), Duration::from_secs(5)),
+    )
+    .await;
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_fatal_then_abandoned(&report, &acks);
+}

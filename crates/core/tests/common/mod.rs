@@ -35,8 +35,7 @@ impl Source for PhasedSource {
                 x,
                 Ack::new(Origin::at(0, offset), receiver.clone()),
             ))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             offset += 1;
         }
         tokio::select! {
@@ -48,8 +47,7 @@ impl Source for PhasedSource {
                 x,
                 Ack::new(Origin::at(0, offset), receiver.clone()),
             ))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             offset += 1;
         }
         if self.hold {
