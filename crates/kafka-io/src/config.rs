@@ -115,20 +115,46 @@ impl KafkaConfig {
 
     /// Turns a librdkafka configuration error into one that names the
     /// setting (and never shows a secret value).
+    ///
+    /// Besides errors about one property's value, librdkafka refuses some
+    /// combinations only when it creates the client, naming the property
+    /// in backquotes at the start of the message: the settings KIP-848's
+    /// consumer protocol leaves to the broker (`session.timeout.ms`,
+    /// `heartbeat.interval.ms`, `partition.assignment.strategy`, ... with
+    /// `group.protocol=consumer`). Those become [`KafkaIoError::Config`]
+    /// too, naming the property that was set.
     pub(crate) fn explain(&self, err: rdkafka::error::KafkaError) -> KafkaIoError {
-        if let rdkafka::error::KafkaError::ClientConfig(_, description, key, value) = &err {
-            let value = if is_secret(key) {
+        let shown = |key: &str, value: &str| {
+            if is_secret(key) {
                 "***".to_string()
             } else {
-                value.clone()
-            };
-            return KafkaIoError::Config {
-                key: key.clone(),
-                value,
-                reason: description.clone(),
-            };
+                value.to_string()
+            }
+        };
+        match &err {
+            rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => {
+                KafkaIoError::Config {
+                    key: key.clone(),
+                    value: shown(key, value),
+                    reason: description.clone(),
+                }
+            }
+            rdkafka::error::KafkaError::ClientCreation(message) => {
+                let named = message
+                    .strip_prefix('`')
+                    .and_then(|rest| rest.split_once('`'))
+                    .and_then(|(key, reason)| Some((key, self.get(key)?, reason.trim())));
+                match named {
+                    Some((key, value, reason)) => KafkaIoError::Config {
+                        key: key.to_string(),
+                        value: shown(key, value),
+                        reason: reason.to_string(),
+                    },
+                    None => KafkaIoError::Client(err),
+                }
+            }
+            _ => KafkaIoError::Client(err),
         }
-        KafkaIoError::Client(err)
     }
 }
 
@@ -154,5 +180,37 @@ mod tests {
         }
         assert!(shown.contains("alice"));
         assert_eq!(c.get("sasl.password"), Some("s3cret-pw"));
+    }
+
+    /// KIP-848's consumer protocol leaves these to the broker; librdkafka
+    /// refuses them when it creates the consumer.
+    #[test]
+    fn settings_the_consumer_protocol_refuses_are_named() {
+        for (key, value) in [
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+            ("partition.assignment.strategy", "range"),
+        ] {
+            let c = KafkaConfig::new("127.0.0.1:9")
+                .set("group.id", "g")
+                .set("group.protocol", "consumer")
+                .set(key, value);
+            let err = c
+                .client_config()
+                .create::<rdkafka::consumer::BaseConsumer>()
+                .map(|_| ())
+                .map_err(|e| c.explain(e))
+                .expect_err("refused");
+            match &err {
+                KafkaIoError::Config {
+                    key: k, value: v, ..
+                } => assert_eq!((k.as_str(), v.as_str()), (key, value), "{err}"),
+                other => panic!("{key}: not a setting error: {other}"),
+            }
+            assert!(
+                err.to_string().contains("group.protocol=consumer"),
+                "{err}"
+            );
+        }
     }
 }
