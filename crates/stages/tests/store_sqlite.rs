@@ -490,3 +490,85 @@ async fn keys_come_from_the_origin_or_a_key_function() {
         ["key:b", "key:c", "orders/3/42"]
     );
 }
+
+/// `forwarding()`: the store as a step in a chain. The stage after it sees
+/// each value only once its row is committed (it checks the database on
+/// its own connection for every value it gets), in input order; a rejected
+/// row is dead-lettered and not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_store_hands_on_only_committed_rows_in_order() {
+    let db = db();
+    let table = unique_table("forward");
+    exec(
+        &db,
+        &format!(
+            "CREATE TABLE \"{table}\" (
+                id TEXT PRIMARY KEY NOT NULL, topic TEXT, \"partition\" INTEGER,
+                \"offset\" INTEGER, payload TEXT NOT NULL, stored_at TEXT,
+                CONSTRAINT amount_not_negative CHECK (json_extract(payload, '$.amount') >= 0))"
+        ),
+    );
+    let store = open(&db, &table).await;
+    let items: Vec<Value> = (0..50)
+        .map(|i| json!({"n": i, "amount": if i % 10 == 7 { -1 } else { i }}))
+        .collect();
+    let stage = StoreStage::new(store).forwarding();
+    let stats = stage.stats();
+    // What the next stage saw, and whether its row was in the table then.
+    let seen: Arc<Mutex<Vec<(i64, bool)>>> = Arc::default();
+    let check = {
+        let seen = seen.clone();
+        let path = db.path.clone();
+        let table = table.clone();
+        sluicegate_core::map(move |v: Value| {
+            let n = v["n"].as_i64().expect("n");
+            let stored: i64 = rusqlite::Connection::open(&path)
+                .expect("open")
+                .query_row(
+                    &format!("SELECT count(*) FROM \"{table}\" WHERE id = ?1"),
+                    [format!("/0/{n}")],
+                    |r| r.get(0),
+                )
+                .expect("query");
+            seen.lock().expect("lock").push((n, stored == 1));
+        })
+    };
+    let acks = AckLog::new();
+    let dead = common::DeadLog::default();
+    let mut g = Graph::builder("forward");
+    g.dead_letters(sluicegate_core::StageSpec::new("dlq", dead.clone()));
+    g.source(
+        "src",
+        sluicegate_core::testing::VecSource::new(items, acks.clone()),
+    )
+    .via_batch(BatchSpec::new(
+        "store",
+        stage,
+        BatchConfig::new(8, Duration::from_millis(5)),
+    ))
+    .to(sluicegate_core::StageSpec::new("check", check));
+    let running = within(LIMIT, "start", g.build().expect("graph").start())
+        .await
+        .expect("starts");
+    let report = within(LIMIT, "the graph to finish", running.wait()).await;
+    assert!(report.is_clean(), "{report:?}");
+    acks.assert_each_once(50);
+    let rejected: Vec<i64> = (0..50).filter(|i| i % 10 == 7).collect();
+    assert_eq!(
+        (acks.delivered(), acks.dead_lettered()),
+        (45, rejected.len())
+    );
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        (0..50)
+            .filter(|i| i % 10 != 7)
+            .map(|n| (n, true))
+            .collect::<Vec<_>>(),
+        "each forwarded value was committed first, in input order"
+    );
+    let mut dead_offsets: Vec<i64> = dead.items().iter().map(|d| d.offset).collect();
+    dead_offsets.sort_unstable();
+    assert_eq!(dead_offsets, rejected);
+    assert_eq!(stats.inserted(), 45);
+}

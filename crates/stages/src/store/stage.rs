@@ -327,19 +327,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
-    type In = T;
-    type Out = ();
-    type Error = StoreError;
-
-    async fn process_batch(
-        &self,
-        batch: Vec<T>,
-        origins: &[&Origin],
-    ) -> BatchResult<(), StoreError> {
-        let stats = &self.stats.inner;
-        StoreStats::add(&stats.batches, 1);
-        // `None`: the row went into `rows`; `Some`: it failed before the store.
+impl<T: Serialize + Send + 'static> StoreStage<T> {
+    /// Each value's row, or (`Some` in the first list) why it has none.
+    fn rows(&self, batch: &[T], origins: &[&Origin]) -> (Vec<Option<StoreError>>, Vec<Row>) {
+        StoreStats::add(&self.stats.inner.batches, 1);
         let mut early: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
         for (value, origin) in batch.iter().zip(origins) {
@@ -351,6 +342,17 @@ impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
                 Err(e) => early.push(Some(e)),
             }
         }
+        (early, rows)
+    }
+
+    /// Writes the rows (one transaction, retried as the policy says) and
+    /// returns each value's result, counted in the stats.
+    async fn write_rows(
+        &self,
+        early: Vec<Option<StoreError>>,
+        rows: Vec<Row>,
+    ) -> Vec<Result<(), StoreError>> {
+        let stats = &self.stats.inner;
         let written = if rows.is_empty() {
             Ok(Vec::new())
         } else {
@@ -386,7 +388,7 @@ impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
             }
         };
         let mut written = written.into_iter();
-        let results = early
+        early
             .into_iter()
             .map(|slot| {
                 let r = match slot {
@@ -401,11 +403,11 @@ impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
                 match r {
                     Ok(Written::Inserted) => {
                         StoreStats::add(&stats.inserted, 1);
-                        Ok(Outputs::one(()))
+                        Ok(())
                     }
                     Ok(Written::Duplicate) => {
                         StoreStats::add(&stats.duplicates, 1);
-                        Ok(Outputs::one(()))
+                        Ok(())
                     }
                     Err(e) => {
                         StoreStats::add(&stats.rows_failed, 1);
@@ -413,11 +415,88 @@ impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
                     }
                 }
             })
-            .collect();
-        Ok(results)
+            .collect()
+    }
+
+    /// This store as a stage that passes each value on once its row is
+    /// committed: a stage after it sees only stored records, in the order
+    /// they came (one batch at a time). See [`ForwardStored`].
+    pub fn forwarding(self) -> ForwardStored<T> {
+        ForwardStored(self)
+    }
+}
+
+impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
+    type In = T;
+    type Out = ();
+    type Error = StoreError;
+
+    async fn process_batch(
+        &self,
+        batch: Vec<T>,
+        origins: &[&Origin],
+    ) -> BatchResult<(), StoreError> {
+        let (early, rows) = self.rows(&batch, origins);
+        drop(batch);
+        Ok(self
+            .write_rows(early, rows)
+            .await
+            .into_iter()
+            .map(|r| r.map(|()| Outputs::one(())))
+            .collect())
     }
 
     fn is_fatal(&self, error: &StoreError) -> bool {
         self.stop_when_unavailable && matches!(error, StoreError::Exhausted { .. })
+    }
+}
+
+/// A [`StoreStage`] that hands each value on after its batch committed
+/// (from [`StoreStage::forwarding`]): the store as a step in a chain rather
+/// than a branch of a fan-out.
+///
+/// Its outputs are the stored values, one per stored (or already stored)
+/// row, in input order; a row that fails goes to the dead-letter route as
+/// with [`StoreStage`] and is not passed on. Whatever comes after it (a
+/// transactional Kafka sink committing consumed offsets, say) therefore
+/// never sees a record whose row is not committed, which a `broadcast` to a store branch and a sink branch
+/// cannot promise: there the sink may finish its part of a record before
+/// the store has.
+pub struct ForwardStored<T>(StoreStage<T>);
+
+impl<T> std::fmt::Debug for ForwardStored<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ForwardStored").field(&self.0).finish()
+    }
+}
+
+impl<T> ForwardStored<T> {
+    /// The store's counters.
+    pub fn stats(&self) -> StoreStats {
+        self.0.stats.clone()
+    }
+}
+
+impl<T: Serialize + Send + 'static> BatchStage for ForwardStored<T> {
+    type In = T;
+    type Out = T;
+    type Error = StoreError;
+
+    async fn process_batch(
+        &self,
+        batch: Vec<T>,
+        origins: &[&Origin],
+    ) -> BatchResult<T, StoreError> {
+        let (early, rows) = self.0.rows(&batch, origins);
+        let results = self.0.write_rows(early, rows).await;
+        Ok(batch
+            .into_iter()
+            .zip(results)
+            .map(|(value, r)| r.map(|()| Outputs::one(value)))
+            .collect())
+    }
+
+    fn is_fatal(&self, error: &StoreError) -> bool {
+        self.0.is_fatal(error)
     }
 }
