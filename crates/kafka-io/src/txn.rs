@@ -163,6 +163,7 @@ pub struct KafkaTxnSink {
     max_attempts: u32,
     backoff: Duration,
     gap_wait: Duration,
+    hold_before_commit: Duration,
     preserve_key: bool,
     preserve_headers: bool,
     stats: Arc<TxnStats>,
@@ -205,6 +206,7 @@ impl KafkaTxnSink {
             max_attempts: 3,
             backoff: Duration::from_millis(100),
             gap_wait: Duration::from_secs(1),
+            hold_before_commit: Duration::ZERO,
             preserve_key: true,
             preserve_headers: true,
             stats: Arc::new(TxnStats::default()),
@@ -243,6 +245,17 @@ impl KafkaTxnSink {
     /// (default 1 s; see "Ordering" above).
     pub fn gap_wait(mut self, wait: Duration) -> Self {
         self.gap_wait = wait;
+        self
+    }
+
+    /// Fault injection for tests: keep each transaction open this long after
+    /// its records are acknowledged and its offsets sent, before committing
+    /// it (default zero). A process killed meanwhile leaves an open
+    /// transaction, with its records on the broker, for the next
+    /// `init_transactions` with the same id to abort: what a test of
+    /// exactly-once needs to happen often.
+    pub fn hold_before_commit(mut self, hold: Duration) -> Self {
+        self.hold_before_commit = hold;
         self
     }
 
@@ -450,6 +463,9 @@ impl KafkaTxnSink {
                     false,
                 ));
             }
+        }
+        if !self.hold_before_commit.is_zero() {
+            tokio::time::sleep(self.hold_before_commit).await;
         }
         // 4. Commit (a retriable failure may simply be retried).
         let timeout = self.timeout;

@@ -126,6 +126,14 @@ pub struct RunArgs {
     /// Give up at start when the cluster does not answer within this [default: 10000].
     #[arg(long, env = "SLUICEGATE_CONNECT_TIMEOUT_MS")]
     pub connect_timeout_ms: Option<u64>,
+    /// Exactly-once: outputs and consumed offsets commit in Kafka
+    /// transactions, after the store; needs an output topic and --workers 1.
+    #[arg(long, env = "SLUICEGATE_EXACTLY_ONCE")]
+    pub exactly_once: bool,
+    /// Transactional id in exactly-once mode, unique per process and stable
+    /// across its restarts [default: sluicegate-GROUP].
+    #[arg(long, env = "SLUICEGATE_TRANSACTIONAL_ID")]
+    pub transactional_id: Option<String>,
     /// A librdkafka property, KEY=VALUE; repeat for more (secrets are never logged).
     #[arg(
         long = "kafka-property",
@@ -227,6 +235,10 @@ pub struct RunArgs {
     /// ends with this suffix.
     #[arg(long, env = "SLUICEGATE_PANIC_ON_ID_SUFFIX", hide = true)]
     pub panic_on_id_suffix: Option<String>,
+    /// Fault injection for tests: in exactly-once mode, each transaction
+    /// stays open this long after its records are acknowledged.
+    #[arg(long, env = "SLUICEGATE_FAULT_HOLD_TRANSACTION_MS", hide = true)]
+    pub fault_hold_transaction_ms: Option<u64>,
 }
 
 impl RunArgs {
@@ -260,6 +272,10 @@ impl RunArgs {
         set(&mut k.pause_after_ms, &self.pause_after_ms);
         set(&mut k.revoke_timeout_ms, &self.revoke_timeout_ms);
         set(&mut k.connect_timeout_ms, &self.connect_timeout_ms);
+        if self.exactly_once {
+            k.exactly_once = true;
+        }
+        set(&mut k.transactional_id, &self.transactional_id);
         for prop in &self.kafka_properties {
             let Some((key, value)) = prop.split_once('=') else {
                 return Err(SettingsError::Invalid {
@@ -304,6 +320,10 @@ impl RunArgs {
         set(&mut s.run.http, &self.http);
         set(&mut s.run.drain_timeout_s, &self.drain_timeout);
         set(&mut s.run.panic_on_id_suffix, &self.panic_on_id_suffix);
+        set(
+            &mut s.run.fault_hold_transaction_ms,
+            &self.fault_hold_transaction_ms,
+        );
         if self.until_caught_up {
             s.run.until_caught_up = true;
         }

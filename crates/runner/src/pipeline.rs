@@ -10,6 +10,24 @@
 //! (or found already stored) and delivered to the output topic, or
 //! dead-lettered. Reading a record twice stores it once (rows are keyed by
 //! the record's origin).
+//!
+//! With `kafka.exactly_once` (`--exactly-once`) the store and the output are
+//! a chain instead of two branches, and the output is transactional:
+//!
+//! ```text
+//! kafka (transactional source) → decode → validate → transform (input order)
+//!     → store (batched; passes each record on once its row committed)
+//!     → encode → produce (one Kafka transaction per batch: its records and
+//!                         the consumed offsets they cover)
+//! ```
+//!
+//! A transaction's offsets cover only records that are finished or in its
+//! batch, and a record reaches the batch only after its row committed, so a
+//! committed offset never passes a record the store has not finished.
+//! `read_committed` readers of the output topic see each record once,
+//! across crashes and rebalances; the rows are stored once (idempotent on
+//! the origin); dead letters stay at-least-once (they are written outside
+//! the transactions).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +39,7 @@ use sluicegate_core::{
 };
 use sluicegate_kafka_io::{
     DeadLetterSink, KafkaConfig, KafkaIoError, KafkaSink, KafkaSource, KafkaSourceHandle,
-    ProducerRecord, SinkStats, consumer_group,
+    KafkaTxnSink, ProducerRecord, SinkStats, TxnStats, consumer_group,
 };
 use sluicegate_stages::Record;
 use sluicegate_stages::codec::{Codec, Json};
@@ -58,7 +76,28 @@ pub struct Pipeline {
     /// Rejections per rule.
     pub validator: Validator,
     /// Deliveries to the output topic (`None` with no output topic).
-    pub produced: Option<Arc<SinkStats>>,
+    pub produced: Option<Produced>,
+}
+
+/// The counters of the output topic's sink.
+#[derive(Debug, Clone)]
+pub enum Produced {
+    /// At-least-once: each record acknowledged by the broker.
+    Sink(Arc<SinkStats>),
+    /// Exactly-once: records in committed transactions.
+    Transactions(Arc<TxnStats>),
+}
+
+impl Produced {
+    /// Records produced: acknowledged by the broker, or (exactly-once) in
+    /// committed transactions.
+    pub fn records(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self {
+            Produced::Sink(s) => s.delivered.load(Relaxed),
+            Produced::Transactions(t) => t.records.load(Relaxed),
+        }
+    }
 }
 
 /// The validation rules of the reference pipeline's events.
@@ -159,9 +198,10 @@ pub async fn build(
                 .pause_after(Duration::from_millis(k.pause_after_ms))
                 .revoke_timeout(Duration::from_millis(k.revoke_timeout_ms))
                 .keep_raw(true)
+                .transactional(k.exactly_once)
         })
         .collect();
-    let handles = sources.iter().map(KafkaSource::handle).collect();
+    let handles: Vec<KafkaSourceHandle> = sources.iter().map(KafkaSource::handle).collect();
 
     let st = &settings.stages;
     let validator = validator()?;
@@ -239,15 +279,67 @@ pub async fn build(
         .via(
             spec("transform", transform, &st.transform)
                 .concurrency(st.transform.workers)
-                .order(st.transform.order.into()),
+                // A transaction commits offsets up to the records it carries:
+                // they must reach it in each partition's order.
+                .order(if k.exactly_once {
+                    sluicegate_core::Order::Preserve
+                } else {
+                    st.transform.order.into()
+                }),
         );
-    let batch = BatchConfig::new(
-        settings.store.batch,
-        Duration::from_millis(settings.store.batch_wait_ms),
-    );
-    let produced = if k.output_topic.is_empty() {
+    let batch = || {
+        BatchConfig::new(
+            settings.store.batch,
+            Duration::from_millis(settings.store.batch_wait_ms),
+        )
+    };
+    let encode = || {
+        spec(
+            "encode",
+            try_map(|r: Record| serde_json::to_vec(&r).map(ProducerRecord::new)),
+            &st.produce,
+        )
+    };
+    let produced = if k.exactly_once {
+        let [handle] = handles.as_slice() else {
+            return Err(PipelineError::Config(
+                "exactly-once needs one consumer per process (kafka.workers = 1)".into(),
+            ));
+        };
+        let sink = KafkaTxnSink::new(
+            &config,
+            k.output_topic.clone(),
+            settings.transactional_id(),
+            handle,
+        )?
+        .preserve_key(true)
+        .hold_before_commit(Duration::from_millis(
+            settings.run.fault_hold_transaction_ms,
+        ));
+        let stats = sink.stats();
+        validated
+            .via_batch(
+                BatchSpec::new("store", store_stage.forwarding(), batch())
+                    .capacity(st.store.capacity)
+                    .overflow(st.store.overflow.into()),
+            )
+            .via(encode())
+            .to_batch(
+                // One transaction per batch, sized like the store's.
+                BatchSpec::new(
+                    "produce",
+                    sink,
+                    BatchConfig::new(
+                        settings.store.batch,
+                        Duration::from_millis(settings.store.batch_wait_ms),
+                    ),
+                )
+                .capacity(st.produce.capacity),
+            );
+        Some(Produced::Transactions(stats))
+    } else if k.output_topic.is_empty() {
         validated.to_batch(
-            BatchSpec::new("store", store_stage, batch)
+            BatchSpec::new("store", store_stage, batch())
                 .capacity(st.store.capacity)
                 .overflow(st.store.overflow.into()),
         );
@@ -265,18 +357,14 @@ pub async fn build(
             }
         };
         to_store.to_batch(
-            BatchSpec::new("store", store_stage, batch)
+            BatchSpec::new("store", store_stage, batch())
                 .capacity(st.store.capacity)
                 .overflow(st.store.overflow.into()),
         );
         to_topic
-            .via(spec(
-                "encode",
-                try_map(|r: Record| serde_json::to_vec(&r).map(ProducerRecord::new)),
-                &st.produce,
-            ))
+            .via(encode())
             .to(spec("produce", sink, &st.produce).concurrency(st.produce.workers));
-        Some(stats)
+        Some(Produced::Sink(stats))
     };
     let graph = g
         .build()

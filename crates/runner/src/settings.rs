@@ -18,6 +18,8 @@
 //! pause_after_ms = 500
 //! revoke_timeout_ms = 10000
 //! connect_timeout_ms = 10000
+//! exactly_once = false            # true: outputs and offsets in Kafka transactions
+//! transactional_id = ""           # "" = "sluicegate-{group}"; unique per process
 //! [kafka.properties]              # any librdkafka property, passed through
 //! "security.protocol" = "SASL_SSL"
 //!
@@ -88,6 +90,18 @@ pub struct KafkaSettings {
     pub revoke_timeout_ms: u64,
     /// Give up at start if the cluster does not answer within this.
     pub connect_timeout_ms: u64,
+    /// Exactly-once Kafka to Kafka: each batch's output records and the
+    /// consumed offsets they cover commit in one Kafka transaction, after
+    /// the batch's rows committed in the store (see
+    /// [`pipeline`](crate::pipeline)). Needs an output topic and one
+    /// consumer per process (`workers = 1`).
+    pub exactly_once: bool,
+    /// The transactional producer's id in exactly-once mode; empty for
+    /// `sluicegate-{group}`. It must be unique among the processes of the
+    /// group and stable across restarts of one (a restarted process aborts
+    /// what its predecessor left open; a second process with the same id
+    /// fences the first).
+    pub transactional_id: String,
     /// librdkafka properties passed through unchanged (SASL, TLS, tuning).
     pub properties: BTreeMap<String, String>,
 }
@@ -106,6 +120,8 @@ impl Default for KafkaSettings {
             pause_after_ms: 500,
             revoke_timeout_ms: 10_000,
             connect_timeout_ms: 10_000,
+            exactly_once: false,
+            transactional_id: String::new(),
             properties: BTreeMap::new(),
         }
     }
@@ -286,6 +302,10 @@ pub struct RunSettings {
     /// Fault injection for tests: the transform panics on records whose
     /// `id` ends with this suffix. Off when empty.
     pub panic_on_id_suffix: String,
+    /// Fault injection for tests: in exactly-once mode, each transaction
+    /// stays open this long after its records are acknowledged, before it
+    /// commits (a crash then most likely leaves one open). 0: off.
+    pub fault_hold_transaction_ms: u64,
 }
 
 impl Default for RunSettings {
@@ -296,6 +316,7 @@ impl Default for RunSettings {
             until_caught_up: false,
             hash_rounds: 16,
             panic_on_id_suffix: String::new(),
+            fault_hold_transaction_ms: 0,
         }
     }
 }
@@ -398,6 +419,20 @@ impl Settings {
         if self.kafka.group.is_empty() {
             return bad("kafka.group", "must not be empty");
         }
+        if self.kafka.exactly_once {
+            if self.kafka.output_topic.is_empty() {
+                return bad(
+                    "kafka.exactly_once",
+                    "needs an output topic (kafka.output_topic): the transactions commit its records with the offsets",
+                );
+            }
+            if self.kafka.workers != 1 {
+                return bad(
+                    "kafka.workers",
+                    "must be 1 with kafka.exactly_once (one transactional producer per consumer); run more processes with distinct transactional ids instead",
+                );
+            }
+        }
         if !(0.0..=1.0).contains(&self.embedded.malformed) {
             return bad("embedded.malformed", "must be between 0.0 and 1.0");
         }
@@ -431,6 +466,15 @@ impl Settings {
     /// The drain deadline.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.run.drain_timeout_s)
+    }
+
+    /// The transactional producer's id in exactly-once mode.
+    pub fn transactional_id(&self) -> String {
+        if self.kafka.transactional_id.is_empty() {
+            format!("sluicegate-{}", self.kafka.group)
+        } else {
+            self.kafka.transactional_id.clone()
+        }
     }
 
     /// Whether this run uses the in-process mock cluster.

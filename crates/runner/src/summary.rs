@@ -79,7 +79,7 @@ impl Summary {
             produced: pipeline
                 .produced
                 .as_ref()
-                .map(|s| s.delivered.load(Ordering::Relaxed)),
+                .map(crate::pipeline::Produced::records),
             dead_lettered,
             dropped,
             failed,

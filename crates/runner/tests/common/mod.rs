@@ -2,6 +2,9 @@
 //! its pipes, signalling it, and clusters for it to talk to.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod reconcile;
+
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -9,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
@@ -152,15 +156,24 @@ impl Cluster {
     /// Fresh topics named after `prefix` on the real broker (which must be
     /// running: the test command starts it; this fails, never skips).
     pub fn real(prefix: &str, partitions: i32, records: u64, malformed: f64) -> Cluster {
+        Cluster::real_on(REAL_BROKER, prefix, partitions, records, malformed)
+    }
+
+    /// [`Cluster::real`] on the broker at `brokers`.
+    pub fn real_on(
+        brokers: &str,
+        prefix: &str,
+        partitions: i32,
+        records: u64,
+        malformed: f64,
+    ) -> Cluster {
         if std::net::TcpStream::connect_timeout(
-            &REAL_BROKER.parse().expect("addr"),
+            &brokers.parse().expect("addr"),
             Duration::from_secs(2),
         )
         .is_err()
         {
-            panic!(
-                "no Kafka broker on {REAL_BROKER}: run scripts/kafka-up (the test command does)"
-            );
+            panic!("no Kafka broker on {brokers}: run scripts/kafka-up (the test command does)");
         }
         let unique = format!(
             "{prefix}-{}-{}",
@@ -176,21 +189,98 @@ impl Cluster {
             format!("{unique}-dlq"),
         );
         create_topics(
-            REAL_BROKER,
+            brokers,
             &[
                 (&input, partitions),
                 (&output, partitions),
                 (&dead_letters, partitions),
             ],
         );
-        produce_generated(REAL_BROKER, &input, 0, records, malformed).expect("input produced");
+        produce_generated(brokers, &input, 0, records, malformed).expect("input produced");
         Cluster {
             _cluster: None,
-            brokers: REAL_BROKER.into(),
+            brokers: brokers.into(),
             input,
             output,
             dead_letters,
         }
+    }
+}
+
+/// An Apache Kafka broker of a test's own (scripts/kafka-up on free ports,
+/// with its own log directory), for faults that must not reach the shared
+/// broker: stopping it. Stopped, and its data removed, on drop.
+pub struct Broker {
+    port: u16,
+    controller_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts one (its artifacts are fetched already by the test command).
+    pub fn start(name: &str) -> Broker {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let broker = Broker {
+            port: free(),
+            controller_port: free(),
+            dir: tempfile::Builder::new()
+                .prefix(&format!("sluicegate-kafka-{name}-"))
+                .tempdir()
+                .expect("a state directory"),
+        };
+        broker.script(&[]);
+        broker
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker process (SIGTERM, then waits until it is gone).
+    pub fn stop(&self) {
+        self.script(&["--stop"]);
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn start_again(&self) {
+        self.script(&[]);
+    }
+
+    fn script(&self, args: &[&str]) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-up");
+        let out = Command::new(script)
+            .args(args)
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", self.controller_port.to_string())
+            .env("KAFKA_STATE_DIR", self.dir.path())
+            .env("KAFKA_HEAP", "512m")
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/kafka-up");
+        assert!(
+            out.status.success(),
+            "scripts/kafka-up {args:?} on port {}: {}{}",
+            self.port,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-up");
+        let _ = Command::new(script)
+            .arg("--stop")
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_STATE_DIR", self.dir.path())
+            .output();
     }
 }
 
@@ -343,4 +433,212 @@ pub fn psql(sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One record of a topic, as the checks need it.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub partition: i32,
+    pub offset: i64,
+    /// The record's timestamp (ms since the epoch), as its producer set it.
+    pub timestamp: Option<i64>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Msg {
+    /// The origin a dead letter names in its headers: (partition, offset).
+    pub fn origin(&self) -> (i32, i64) {
+        let get = |k: &str| {
+            self.headers
+                .get(k)
+                .unwrap_or_else(|| panic!("a dead letter without {k}: {self:?}"))
+        };
+        (
+            get("sluicegate.origin.partition")
+                .parse()
+                .expect("origin partition"),
+            get("sluicegate.origin.offset")
+                .parse()
+                .expect("origin offset"),
+        )
+    }
+
+    /// The `id` of a JSON payload.
+    pub fn id(&self) -> String {
+        let v: Value = serde_json::from_slice(&self.payload)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"));
+        v["id"].as_str().expect("an id").to_string()
+    }
+}
+
+/// The high watermark of every partition of `topic`.
+pub fn end_offsets(brokers: &str, topic: &str) -> BTreeMap<i32, i64> {
+    sluicegate_runner::embedded::end_offsets(brokers, topic, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("end offsets of {topic}: {e}"))
+}
+
+/// Every record of `topic` up to the high watermarks it has now, read with
+/// `isolation` (`read_committed` or `read_uncommitted`). A read_committed
+/// reader's position passes aborted records and transaction markers
+/// without returning them, so the read ends at the same high watermark
+/// either way (it waits while a transaction is still open).
+pub fn read_topic(brokers: &str, topic: &str, isolation: &str, limit: Duration) -> Vec<Msg> {
+    let ends = end_offsets(brokers, topic);
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "sluicegate-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    for &p in ends.keys() {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let start = Instant::now();
+    loop {
+        let position = c.position().expect("position");
+        let behind: Vec<(i32, i64, i64)> = ends
+            .iter()
+            .filter_map(|(&p, &end)| {
+                let at = match position.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => 0,
+                };
+                (at < end).then_some((p, at, end))
+            })
+            .collect();
+        if behind.is_empty() {
+            return out;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "reading {topic} ({isolation}): partitions (partition, at, end) {behind:?} after {limit:?}"
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(Msg {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis(),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(e)) => eprintln!("reader of {topic}: {e}"),
+            None => {}
+        }
+    }
+}
+
+/// The offsets `group` committed on `topic`, per partition (0 where none).
+///
+/// Read without waiting for open transactions (`read_uncommitted` asks the
+/// coordinator for the stable offsets rather than an error while a
+/// transaction with offsets is open, as after a `kill -9` mid-transaction):
+/// offsets in a transaction count once it commits.
+pub fn committed_offsets(brokers: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let ends = end_offsets(brokers, topic);
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for &p in ends.keys() {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("committed offsets of {group}: {e}"));
+    ends.keys()
+        .map(|&p| {
+            let o = match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => 0,
+            };
+            (p, o)
+        })
+        .collect()
+}
+
+/// What an outside client (Kafka's own Java console consumer, from the
+/// artifacts scripts/kafka-up fetched; it shares no code with the
+/// project's librdkafka) reads from `topic`: (partition, offset, headers,
+/// value) of its first `expected` records, read with `isolation`.
+pub fn witness(
+    brokers: &str,
+    topic: &str,
+    isolation: &str,
+    expected: usize,
+) -> Vec<(i32, i64, BTreeMap<String, String>, String)> {
+    const SEPARATOR: &str = "|#|";
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-up");
+    let fetched = Command::new(script)
+        .arg("--fetch")
+        .output()
+        .expect("scripts/kafka-up --fetch");
+    assert!(
+        fetched.status.success(),
+        "scripts/kafka-up --fetch: {}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let libs = String::from_utf8_lossy(&fetched.stdout)
+        .lines()
+        .last()
+        .expect("the libraries' directory")
+        .trim()
+        .to_string();
+    let out = Command::new("java")
+        .args(["-Xmx256m", "-cp", &format!("{libs}/*")])
+        .arg("org.apache.kafka.tools.consumer.ConsoleConsumer")
+        .args(["--bootstrap-server", brokers, "--topic", topic])
+        .args(["--from-beginning", "--isolation-level", isolation])
+        .args(["--max-messages", &expected.to_string()])
+        .args(["--timeout-ms", "20000"])
+        .args(["--property", "print.partition=true"])
+        .args(["--property", "print.offset=true"])
+        .args(["--property", "print.headers=true"])
+        .args(["--property", &format!("headers.separator={SEPARATOR}")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("java");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .map(|line| {
+            let mut f = line.splitn(4, '\t');
+            let mut field = |prefix: &str| {
+                f.next()
+                    .and_then(|x| x.strip_prefix(prefix))
+                    .unwrap_or_else(|| panic!("witness line without {prefix}: {line:?}"))
+                    .to_string()
+            };
+            let partition = field("Partition:").parse().expect("partition");
+            let offset = field("Offset:").parse().expect("offset");
+            let headers = field("")
+                .split(SEPARATOR)
+                .filter(|h| *h != "NO_HEADERS")
+                .filter_map(|h| h.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let value = field("");
+            (partition, offset, headers, value)
+        })
+        .collect()
 }

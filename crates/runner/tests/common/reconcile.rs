@@ -1,0 +1,486 @@
+//! The reconciliation every end-to-end scenario ends in (see
+//! tests/reliability.rs), built from what the broker and the database hold.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use sluicegate_runner::generate;
+
+use super::*;
+
+pub fn scale() -> u64 {
+    std::env::var("SLUICEGATE_RELIABILITY_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+/// How long a whole scenario may take, scaled with its records.
+pub fn patience() -> Duration {
+    PATIENCE * scale() as u32
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The input topic, record by record: which generated record (good) sits
+/// at each origin, and which origins hold malformed ones.
+pub struct Input {
+    /// (partition, offset) → the generated index of a good record.
+    pub good: BTreeMap<(i32, i64), u64>,
+    pub malformed: BTreeSet<(i32, i64)>,
+    /// A good record's id → its origin.
+    pub origin_of: HashMap<String, (i32, i64)>,
+}
+
+impl Input {
+    pub fn read(cluster: &Cluster, records: u64, share: f64) -> Input {
+        let payloads: HashMap<Vec<u8>, u64> = (0..records)
+            .filter(|&i| generate::is_malformed(i, share).is_none())
+            .map(|i| (generate::record(i, share).1.to_vec(), i))
+            .collect();
+        let msgs = read_topic(
+            &cluster.brokers,
+            &cluster.input,
+            "read_uncommitted",
+            patience(),
+        );
+        assert_eq!(msgs.len() as u64, records, "the input topic");
+        let mut input = Input {
+            good: BTreeMap::new(),
+            malformed: BTreeSet::new(),
+            origin_of: HashMap::new(),
+        };
+        for m in msgs {
+            let at = (m.partition, m.offset);
+            match payloads.get(&m.payload) {
+                Some(&i) => {
+                    input.good.insert(at, i);
+                    input.origin_of.insert(generate::id(i), at);
+                }
+                None => {
+                    input.malformed.insert(at);
+                }
+            }
+        }
+        assert_eq!(
+            input.good.len() as u64,
+            payloads.len() as u64,
+            "every good generated record is in the input once"
+        );
+        input
+    }
+
+    pub fn all(&self) -> BTreeSet<(i32, i64)> {
+        self.good.keys().chain(&self.malformed).copied().collect()
+    }
+}
+
+/// The reconciliation of one scenario (all from the broker and the table).
+#[derive(Debug, Default)]
+pub struct Reconciliation {
+    pub records_in: u64,
+    pub stored: u64,
+    pub dead_lettered: u64,
+    pub dead_letter_duplicates: u64,
+    pub produced: u64,
+    pub output_duplicates: u64,
+}
+
+impl std::fmt::Display for Reconciliation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "in {} = stored {} + dead-lettered {} (disjoint); output {} distinct ids (+{} duplicates), dead letters +{} duplicates; lost 0",
+            self.records_in,
+            self.stored,
+            self.dead_lettered,
+            self.produced,
+            self.output_duplicates,
+            self.dead_letter_duplicates
+        )
+    }
+}
+
+/// One scenario's pipeline: its topics, table and group.
+pub struct Pipeline<'a> {
+    pub cluster: &'a Cluster,
+    pub records: u64,
+    pub table: String,
+    pub group: String,
+    pub input: Input,
+    /// Good records the scenario makes fail (they must be dead-lettered).
+    pub fails: Box<dyn Fn(u64) -> bool>,
+}
+
+impl<'a> Pipeline<'a> {
+    pub fn new(cluster: &'a Cluster, name: &str, records: u64, malformed: f64) -> Self {
+        let table = format!("rel_{name}_{}", std::process::id());
+        psql(&format!("DROP TABLE IF EXISTS {table}"));
+        Pipeline {
+            cluster,
+            records,
+            table,
+            group: format!("{name}-{}", std::process::id()),
+            input: Input::read(cluster, records, malformed),
+            fails: Box::new(|_| false),
+        }
+    }
+
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut a = vec!["run".to_string()];
+        a.extend(self.cluster.args());
+        a.extend(
+            [
+                "--group",
+                &self.group,
+                "--store",
+                DATABASE,
+                "--table",
+                &self.table,
+            ]
+            .map(String::from),
+        );
+        // Faster failure detection than the default 45 s (classic protocol
+        // only: KIP-848's consumer protocol leaves it to the broker).
+        if !extra.contains(&"group.protocol=consumer") {
+            a.extend(["--kafka-property", "session.timeout.ms=6000"].map(String::from));
+        }
+        if !extra.contains(&"--http") {
+            a.extend(["--http", "off"].map(String::from));
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    pub fn spawn(&self, extra: &[&str]) -> (std::process::Child, StderrLog) {
+        let args = self.args(extra);
+        let mut child = sluicegate(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .spawn()
+            .expect("spawn sluicegate");
+        let log = watch_stderr(&mut child);
+        (child, log)
+    }
+
+    /// Good records that end up stored.
+    pub fn to_store(&self) -> BTreeSet<(i32, i64)> {
+        self.input
+            .good
+            .iter()
+            .filter(|(_, i)| !(self.fails)(**i))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    /// Records that end up dead-lettered.
+    pub fn to_dead_letter(&self) -> BTreeSet<(i32, i64)> {
+        let all = self.input.all();
+        let stored = self.to_store();
+        all.difference(&stored).copied().collect()
+    }
+
+    /// The table's origins (empty before the binary created it).
+    pub fn stored(&self) -> BTreeSet<(i32, i64)> {
+        if psql(&format!("SELECT to_regclass('{}') IS NOT NULL", self.table)) != "t" {
+            return BTreeSet::new();
+        }
+        psql(&format!(
+            "SELECT \"partition\", \"offset\" FROM {}",
+            self.table
+        ))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (p, o) = l.split_once('|').expect("partition|offset");
+            (p.parse().expect("partition"), o.parse().expect("offset"))
+        })
+        .collect()
+    }
+
+    /// Waits until every record that should be stored is (watching the
+    /// table, the binary's own view does not count).
+    pub fn wait_stored(&self, log: &StderrLog) {
+        let want = self.to_store().len();
+        let start = Instant::now();
+        loop {
+            let n = self.stored().len();
+            if n >= want {
+                return;
+            }
+            assert!(
+                start.elapsed() < patience() * 3,
+                "{n} of {want} rows; log:\n{}",
+                log.text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the group committed every partition to its end.
+    pub fn wait_committed_all(&self, log: &StderrLog) {
+        let ends = end_offsets(&self.cluster.brokers, &self.cluster.input);
+        let start = Instant::now();
+        loop {
+            let c = committed_offsets(&self.cluster.brokers, &self.group, &self.cluster.input);
+            if c == ends {
+                return;
+            }
+            assert!(
+                start.elapsed() < patience() * 3,
+                "committed {c:?} of {ends:?}; log:\n{}",
+                log.text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn committed(&self) -> BTreeMap<i32, i64> {
+        committed_offsets(&self.cluster.brokers, &self.group, &self.cluster.input)
+    }
+
+    pub fn read(&self, topic: &str, isolation: &str) -> Vec<Msg> {
+        read_topic(&self.cluster.brokers, topic, isolation, patience())
+    }
+
+    /// At-least-once at a moment when no process runs: every record below
+    /// a committed offset is finished: stored and produced, or
+    /// dead-lettered. (A commit past unfinished work shows up here.)
+    pub fn check_committed_only_finished(&self, committed: &BTreeMap<i32, i64>, what: &str) {
+        let stored = self.stored();
+        let dead: BTreeSet<(i32, i64)> = self
+            .read(&self.cluster.dead_letters, "read_uncommitted")
+            .iter()
+            .map(Msg::origin)
+            .collect();
+        let produced: BTreeSet<String> = self
+            .read(&self.cluster.output, "read_uncommitted")
+            .iter()
+            .map(Msg::id)
+            .collect();
+        let want_stored = self.to_store();
+        let mut below = 0;
+        for at in self.input.all() {
+            if at.1 >= committed.get(&at.0).copied().unwrap_or(0) {
+                continue;
+            }
+            below += 1;
+            if want_stored.contains(&at) {
+                let id = generate::id(self.input.good[&at]);
+                assert!(
+                    stored.contains(&at) && produced.contains(&id),
+                    "{what}: {at:?} is below the committed offsets {committed:?} but not finished (stored {}, produced {})",
+                    stored.contains(&at),
+                    produced.contains(&id)
+                );
+            } else {
+                assert!(
+                    dead.contains(&at),
+                    "{what}: {at:?} is below the committed offsets {committed:?} but not dead-lettered"
+                );
+            }
+        }
+        println!("{what}: the {below} records below the committed offsets are all finished");
+    }
+
+    /// Reconciles the input against the table, the dead-letter topic and
+    /// the output topic (read with `isolation`), and checks the group
+    /// committed everything; panics on any loss, naming it.
+    pub fn reconcile(&self, what: &str, isolation: &str) -> Reconciliation {
+        let stored = self.stored();
+        let dead_msgs = self.read(&self.cluster.dead_letters, "read_uncommitted");
+        let output = self.read(&self.cluster.output, isolation);
+
+        let mut dead = BTreeSet::new();
+        for d in &dead_msgs {
+            let reason = d
+                .headers
+                .get("sluicegate.error")
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                !reason.is_empty(),
+                "{what}: a dead letter without a reason: {d:?}"
+            );
+            assert_eq!(
+                d.headers.get("sluicegate.origin.topic"),
+                Some(&self.cluster.input),
+                "{what}: {d:?}"
+            );
+            dead.insert(d.origin());
+        }
+        let want_stored = self.to_store();
+        let want_dead = self.to_dead_letter();
+        let missing: Vec<_> = want_stored.difference(&stored).take(10).collect();
+        assert!(
+            missing.is_empty(),
+            "{what}: good records not stored, e.g. {missing:?}"
+        );
+        let extra: Vec<_> = stored.difference(&want_stored).take(10).collect();
+        assert!(
+            extra.is_empty(),
+            "{what}: rows that should not exist, e.g. {extra:?}"
+        );
+        let missing: Vec<_> = want_dead.difference(&dead).take(10).collect();
+        assert!(
+            missing.is_empty(),
+            "{what}: records not dead-lettered, e.g. {missing:?}"
+        );
+        let extra: Vec<_> = dead.difference(&want_dead).take(10).collect();
+        assert!(
+            extra.is_empty(),
+            "{what}: dead letters of good records, e.g. {extra:?}"
+        );
+        assert!(
+            stored.is_disjoint(&dead),
+            "{what}: stored and dead-lettered"
+        );
+
+        let mut out_ids: BTreeMap<String, u64> = BTreeMap::new();
+        for m in &output {
+            *out_ids.entry(m.id()).or_default() += 1;
+        }
+        let want_ids: BTreeSet<String> = want_stored
+            .iter()
+            .map(|at| generate::id(self.input.good[at]))
+            .collect();
+        let got_ids: BTreeSet<String> = out_ids.keys().cloned().collect();
+        let missing: Vec<_> = want_ids.difference(&got_ids).take(10).collect();
+        assert!(
+            missing.is_empty(),
+            "{what}: stored records not in the output, e.g. {missing:?}"
+        );
+        let extra: Vec<_> = got_ids.difference(&want_ids).take(10).collect();
+        assert!(
+            extra.is_empty(),
+            "{what}: output records never stored, e.g. {extra:?}"
+        );
+
+        let ends = end_offsets(&self.cluster.brokers, &self.cluster.input);
+        assert_eq!(
+            self.committed(),
+            ends,
+            "{what}: the group committed every partition to its end"
+        );
+
+        self.cross_check(what, &output, isolation, &dead_msgs);
+        let r = Reconciliation {
+            records_in: self.records,
+            stored: stored.len() as u64,
+            dead_lettered: dead.len() as u64,
+            dead_letter_duplicates: dead_msgs.len() as u64 - dead.len() as u64,
+            produced: got_ids.len() as u64,
+            output_duplicates: output.len() as u64 - got_ids.len() as u64,
+        };
+        println!("{what}: {r}");
+        r
+    }
+
+    /// The outside witness reads the output and dead-letter topics and must
+    /// see the same records (positions, ids, origins) as this reconciliation.
+    pub fn cross_check(&self, what: &str, output: &[Msg], isolation: &str, dead: &[Msg]) {
+        let brokers = &self.cluster.brokers;
+        let seen: BTreeSet<(i32, i64, String)> =
+            witness(brokers, &self.cluster.output, isolation, output.len())
+                .into_iter()
+                .map(|(p, o, _, value)| {
+                    let v: serde_json::Value = serde_json::from_str(&value).unwrap_or_else(|e| {
+                        panic!("{what}: witness value not JSON ({e}): {value}")
+                    });
+                    (p, o, v["id"].as_str().expect("id").to_string())
+                })
+                .collect();
+        let ours: BTreeSet<(i32, i64, String)> = output
+            .iter()
+            .map(|m| (m.partition, m.offset, m.id()))
+            .collect();
+        assert_eq!(
+            seen, ours,
+            "{what}: the Java consumer reads another output ({isolation})"
+        );
+        let seen: BTreeSet<(i32, i64, String, String)> = witness(
+            brokers,
+            &self.cluster.dead_letters,
+            "read_uncommitted",
+            dead.len(),
+        )
+        .into_iter()
+        .map(|(p, o, h, _)| {
+            let get = |k: &str| h.get(k).cloned().unwrap_or_default();
+            (
+                p,
+                o,
+                get("sluicegate.origin.partition"),
+                get("sluicegate.origin.offset"),
+            )
+        })
+        .collect();
+        let ours: BTreeSet<(i32, i64, String, String)> = dead
+            .iter()
+            .map(|m| {
+                let (p, o) = m.origin();
+                (m.partition, m.offset, p.to_string(), o.to_string())
+            })
+            .collect();
+        assert_eq!(
+            seen, ours,
+            "{what}: the Java consumer reads other dead letters"
+        );
+        println!(
+            "{what}: the Java console consumer read the same {} output and {} dead-letter records",
+            output.len(),
+            dead.len()
+        );
+    }
+
+    /// Every record produced after run `k` started has its origin at or
+    /// past the offsets committed when it started (`starts[k]` = (start
+    /// time in ms, committed offsets then)): a restart never re-reads below
+    /// a commit, so duplicates come only from what was uncommitted at a kill.
+    pub fn check_rereads(&self, starts: &[(i64, BTreeMap<i32, i64>)], what: &str) {
+        let mut checked = 0;
+        let mut topics = vec![(&self.cluster.output, false)];
+        topics.push((&self.cluster.dead_letters, true));
+        for (topic, dead) in topics {
+            for m in self.read(topic, "read_uncommitted") {
+                let at = if dead {
+                    m.origin()
+                } else {
+                    self.input.origin_of[&m.id()]
+                };
+                let ts = m.timestamp.expect("a timestamp");
+                let Some((_, committed)) = starts.iter().rev().find(|(t, _)| *t <= ts) else {
+                    panic!("{what}: a record produced before the first run: {m:?}");
+                };
+                let floor = committed.get(&at.0).copied().unwrap_or(0);
+                assert!(
+                    at.1 >= floor,
+                    "{what}: {at:?} was processed again after a restart although {floor} was committed on its partition"
+                );
+                checked += 1;
+            }
+        }
+        println!("{what}: {checked} produced records checked against the commits at each restart");
+    }
+}
+
+impl Drop for Pipeline<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                DATABASE,
+                "-qc",
+                &format!("DROP TABLE IF EXISTS {}", self.table),
+            ])
+            .output();
+    }
+}
+
+/// Whether `child` is still running (reaped children are not).
+pub fn running(child: &mut std::process::Child) -> bool {
+    child.try_wait().expect("try_wait").is_none()
+}
