@@ -207,10 +207,7 @@ mod tests {
                 } => assert_eq!((k.as_str(), v.as_str()), (key, value), "{err}"),
                 other => panic!("{key}: not a setting error: {other}"),
             }
-            assert!(
-                err.to_string().contains("group.protocol=consumer"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("group.protocol=consumer"), "{err}");
         }
     }
 }
