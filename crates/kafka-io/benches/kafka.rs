@@ -46,7 +46,7 @@
 //! a, the group's committed offsets cover the whole input.
 //!
 //! **What else is shown** per run: CPU seconds of this process and of the
-//! broker (when it runs here as a process named `tansu`), from
+//! broker (when one Apache Kafka broker runs on this machine), from
 //! `/proc/PID/stat`; the time to the first delivery; for a, each stage's
 //! busy / blocked / idle split, peak mailbox depths and the source's commit
 //! count.
@@ -58,8 +58,7 @@
 //! `--sink-set KEY=VALUE` (a librdkafka property for the sink's producer,
 //! repeatable); `--in-process`; `--brokers HOST:PORT` (or
 //! `SLUICEGATE_BROKERS`; default 127.0.0.1:9092). Topics are created
-//! through the admin API (the tansu CLI as a fallback) and deleted at the
-//! end.
+//! through the admin API and deleted at the end.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -244,13 +243,15 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
 }
 
-/// The broker's process id when it runs on this machine as `tansu` (one
-/// process of that name), so its CPU time can be shown next to ours.
+/// The broker's process id when one Apache Kafka broker (`kafka.Kafka`,
+/// as scripts/kafka-up starts it) runs on this machine, so its CPU time can
+/// be shown next to ours.
 fn broker_pid() -> Option<String> {
     let mut found = std::fs::read_dir("/proc").ok()?.filter_map(|e| {
         let e = e.ok()?;
-        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-        (comm.trim() == "tansu").then(|| e.file_name().to_string_lossy().into_owned())
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let is_kafka = cmdline.split(|b| *b == 0).any(|arg| arg == b"kafka.Kafka");
+        is_kafka.then(|| e.file_name().to_string_lossy().into_owned())
     });
     let pid = found.next()?;
     found.next().is_none().then_some(pid)

@@ -7,16 +7,19 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::*;
 use serde_json::Value;
-use sluicegate_runner::generate::{count_malformed, is_malformed};
+use sluicegate_runner::generate::{self, count_malformed, is_malformed};
 
 #[test]
 fn embedded_default_runs_to_completion_and_reconciles() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("summary.json");
+    let db = dir.path().join("embedded.db");
+    let store = format!("sqlite://{}", db.display());
     let out = run(
         &[
             "run",
@@ -24,12 +27,21 @@ fn embedded_default_runs_to_completion_and_reconciles() {
             "3000",
             "--http",
             "off",
+            "--store",
+            &store,
             "--summary-file",
             file.to_str().expect("utf-8 path"),
         ],
         "embedded run",
     );
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    // The rows, read from the file: exactly the good records' ids. (The
+    // topics lived in the binary's own mock cluster and went with it.)
+    let good: BTreeSet<String> = (0..3000)
+        .filter(|&i| is_malformed(i, 0.02).is_none())
+        .map(generate::id)
+        .collect();
+    assert_eq!(sqlite_ids(&db), good, "one row per good record, no other");
     let s = summary(&file);
     let bad = count_malformed(0, 3000, 0.02);
     assert!(bad > 0, "the default stream has malformed records");
@@ -52,6 +64,8 @@ fn embedded_default_runs_to_completion_and_reconciles() {
 fn a_panicking_stage_dead_letters_its_records_and_the_rest_are_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("summary.json");
+    let db = dir.path().join("panic.db");
+    let store = format!("sqlite://{}", db.display());
     let records = 2000u64;
     let out = run(
         &[
@@ -62,6 +76,8 @@ fn a_panicking_stage_dead_letters_its_records_and_the_rest_are_stored() {
             "off",
             "--panic-on-id-suffix",
             "7",
+            "--store",
+            &store,
             "--summary-file",
             file.to_str().expect("utf-8 path"),
         ],
@@ -77,6 +93,11 @@ fn a_panicking_stage_dead_letters_its_records_and_the_rest_are_stored() {
     assert_eq!(n(&s, "dead_lettered"), bad + panicking, "{s}");
     assert_eq!(n(&s, "stored"), records - bad - panicking, "{s}");
     assert_eq!(n(&s, "failed"), 0, "{s}");
+    let stored: BTreeSet<String> = (0..records)
+        .filter(|&i| i % 10 != 7 && is_malformed(i, 0.02).is_none())
+        .map(generate::id)
+        .collect();
+    assert_eq!(sqlite_ids(&db), stored, "the rows, read from the file");
 }
 
 #[test]

@@ -10,10 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -73,79 +72,22 @@ fn admin(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
         .context("creating the admin client")
 }
 
-/// Creates `topic` with `partitions` partitions (replication factor 1) if
-/// it does not exist, through the Kafka admin API; if the broker refuses
-/// that, through the tansu CLI; then waits until its metadata shows every
-/// partition.
+/// Creates `topic` with `partitions` partitions if it does not exist
+/// (sluicegate's own [`admin::ensure_topics`](sluicegate_kafka_io::admin::ensure_topics)),
+/// and waits until every partition has a leader.
 pub(crate) async fn ensure_topic(
     brokers: &str,
     topic: &str,
     partitions: i32,
 ) -> anyhow::Result<()> {
-    let admin = admin(brokers)?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let admin_result = match admin.create_topics([&new], &opts).await {
-        Ok(results) => match results.into_iter().next() {
-            Some(Ok(_)) | None => Ok(()),
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(()),
-            Some(Err((_, code))) => Err(anyhow::anyhow!("{code}")),
-        },
-        Err(e) => Err(anyhow::anyhow!(e)),
-    };
-    if let Err(admin_error) = admin_result {
-        tansu_create(brokers, topic, partitions).with_context(|| {
-            format!(
-                "could not create topic {topic}: the admin API said {admin_error}; \
-                 create it by hand (`tansu topic create {topic} --partitions {partitions} \
-                 --broker tcp://{brokers}`) and run again"
-            )
-        })?;
-    }
-    wait_for_partitions(brokers, topic, partitions).await
-}
-
-fn tansu_create(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let tansu = format!("{home}/.cargo/bin/tansu");
-    let first = brokers.split(',').next().unwrap_or(brokers);
-    let out = std::process::Command::new(&tansu)
-        .args(["topic", "create", topic, "--partitions"])
-        .arg(partitions.to_string())
-        .args(["--broker", &format!("tcp://{first}")])
-        .output()
-        .with_context(|| format!("running {tansu}"))?;
-    if !out.status.success() {
-        bail!(
-            "tansu topic create {topic} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-async fn wait_for_partitions(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .context("creating a metadata client")?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let md = probe.fetch_metadata(Some(topic), Duration::from_secs(5));
-        if let Ok(md) = md
-            && md.topics().iter().any(|t| {
-                t.name() == topic
-                    && t.error().is_none()
-                    && t.partitions().len() == partitions as usize
-            })
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("topic {topic} did not show {partitions} partitions within 15 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let config = sluicegate_kafka_io::KafkaConfig::new(brokers);
+    sluicegate_kafka_io::admin::ensure_topics(
+        &config,
+        &[(topic, partitions)],
+        Duration::from_secs(15),
+    )
+    .await
+    .with_context(|| format!("creating topic {topic}"))
 }
 
 /// Deletes topics (best effort: a run's topics are not worth failing over).
@@ -219,8 +161,8 @@ fn settle(
 /// returns once `expected` were read and nothing more came for `quiet`
 /// (so a count above `expected` shows up), or when nothing came for 30 s.
 ///
-/// Counting by reading, not by watermarks: Tansu 0.6 (in-memory storage)
-/// reports a high watermark of one per record batch, not per record.
+/// Counting by reading, not by watermarks: a record read twice or missing
+/// shows up, which the topic's offsets alone cannot tell.
 pub(crate) async fn count_records(
     brokers: &str,
     topic: &str,

@@ -379,6 +379,28 @@ pub fn sqlite_rows(path: &Path) -> u64 {
         .unwrap_or_else(|_| panic!("counting rows: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// The `id` of every row of the `events` table of the SQLite file at `path`.
+pub fn sqlite_ids(path: &Path) -> std::collections::BTreeSet<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,json\nfor (p,) in sqlite3.connect(sys.argv[1]).execute('select payload from events'): print(json.loads(p)['id'])",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "reading {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Lines of a child's stderr, collected as they come.
 pub struct StderrLog(pub std::sync::Arc<std::sync::Mutex<String>>);
 
