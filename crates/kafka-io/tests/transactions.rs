@@ -18,8 +18,10 @@
 //! against exact counts, and read the output topic to prove that an abort
 //! really happened and that the retry wrote the aborted batch exactly once
 //! more. That a `read_committed` reader then skips the aborted copies is
-//! the broker's job; Tansu (the real broker of the other tests) has no
-//! transactions, so no test here can show it.
+//! shown on Apache Kafka, through the binary: the reliability suite's
+//! exactly-once scenarios (crates/runner/tests/reliability.rs and
+//! scale_out.rs) read the output topic both ways after `kill -9`s and a
+//! rebalance.
 
 mod common;
 
