@@ -40,7 +40,10 @@ impl KafkaSource {
         consumer.subscribe(&topics)?;
         tracing::info!(source = cx.name(), topics = ?self.topics, group = self.config.get("group.id"), "consuming");
 
-        let receiver: Arc<dyn AckReceiver> = Arc::new(Acker(shared.clone()));
+        let receiver: Arc<dyn AckReceiver> = Arc::new(Acker {
+            shared: shared.clone(),
+            shutdown: cx.shutdown_token(),
+        });
         let transactional = shared.transactional.load(Ordering::SeqCst);
         let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
         let mut last_commit = Instant::now();
@@ -62,12 +65,8 @@ impl KafkaSource {
                     timeout: self.revoke_timeout,
                 });
             }
-            if let Some((topic, partition, offset)) = lock(&shared.tracker).first_failure() {
-                break Err(KafkaIoError::RecordFailed {
-                    topic,
-                    partition,
-                    offset,
-                });
+            if let Some(failure) = shared.take_failure() {
+                break Err(failure);
             }
             if transactional {
                 // The sink commits; keep the generation it sends current.
@@ -110,7 +109,9 @@ impl KafkaSource {
                 continue;
             }
             if let Err(closed) = emit_held(&mut cx, &shared) {
-                break Err(closed);
+                // A stage that stopped resolved what it held before its
+                // mailbox closed: name that record rather than the closing.
+                break Err(shared.take_failure().unwrap_or(closed));
             }
             let paused = shared.paused.load(Ordering::Relaxed);
             if lock(&shared.held).is_empty() {

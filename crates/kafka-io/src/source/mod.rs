@@ -44,10 +44,25 @@
 //! # Failures
 //!
 //! A record whose outcome is [`Outcome::Failed`](sluicegate_core::Outcome::Failed)
-//! (failed with no dead-letter route, or abandoned at a forced shutdown) is
-//! not finished: the commit never passes it. A failure that is not an
-//! abandon stops the source with [`KafkaIoError::RecordFailed`], so the
-//! record is read again after a restart instead of being skipped.
+//! is not finished: the commit never passes it, so it is read again after a
+//! restart instead of being skipped. It no longer counts as in flight
+//! (neither a drain nor a revoke waits for it). What the source does next
+//! depends on the failure's [kind](sluicegate_core::FailureKind); it never
+//! goes on with the partition's commits stuck behind the record in silence:
+//!
+//! | the record                                           | the source stops with          |
+//! |------------------------------------------------------|--------------------------------|
+//! | failed with no dead-letter route (error, panic, fatal) | [`KafkaIoError::RecordFailed`] |
+//! | its acknowledgement leaked (dropped unresolved: a bug) | [`KafkaIoError::RecordLeaked`] |
+//! | abandoned while the graph runs (a stage that should have taken it stopped) | [`KafkaIoError::RecordAbandoned`] |
+//! | abandoned once the graph's shutdown began (the drain deadline passed, or the error that started the shutdown stopped a stage) | nothing of its own: the graph's report says it did not drain |
+//!
+//! The error names the record (topic, partition, offset; the first to fail,
+//! the lowest offset of its partition) and the source commits everything
+//! finished before it on the way out. Stopping, rather than seeking back
+//! and delivering the record again, is deliberate: a record is abandoned
+//! mid-run only when part of the graph is gone, and a leak is a bug; in
+//! both cases delivering it again into the same graph would not finish it.
 
 mod acker;
 mod callbacks;

@@ -10,8 +10,9 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
 };
 use rdkafka::{Offset, TopicPartitionList};
-use sluicegate_core::{DropReason, Envelope};
+use sluicegate_core::{DropReason, Envelope, FailureKind, ItemError};
 
+use crate::error::KafkaIoError;
 use crate::tracker::OffsetTracker;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,9 +69,51 @@ pub(super) struct Shared {
     pub(super) group_metadata: GroupMetadataSlot,
     /// Partitions revoked and not assigned again since.
     pub(super) released: Mutex<BTreeSet<(String, i32)>>,
+    /// The first record that ended unfinished (the source stops with it).
+    pub(super) failure: Mutex<Option<RecordFailure>>,
     /// Records still in flight when a revocation in transactional mode gave
     /// up waiting for them.
     pub(super) revoke_failure: Mutex<Option<usize>>,
+}
+
+/// A record that ended without finishing, and why.
+#[derive(Debug)]
+pub(super) struct RecordFailure {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    pub(super) error: ItemError,
+}
+
+impl RecordFailure {
+    /// The error the source stops with.
+    pub(super) fn into_error(self) -> KafkaIoError {
+        let RecordFailure {
+            topic,
+            partition,
+            offset,
+            error,
+        } = self;
+        match error.kind() {
+            FailureKind::Leaked => KafkaIoError::RecordLeaked {
+                topic,
+                partition,
+                offset,
+            },
+            FailureKind::Abandoned => KafkaIoError::RecordAbandoned {
+                topic,
+                partition,
+                offset,
+                stage: error.stage().to_string(),
+                reason: error.message().to_string(),
+            },
+            _ => KafkaIoError::RecordFailed {
+                topic,
+                partition,
+                offset,
+            },
+        }
+    }
 }
 
 /// Whether a partition is this consumer's, for a transactional sink.
@@ -100,6 +143,30 @@ impl std::fmt::Debug for GroupMetadataSlot {
 }
 
 impl Shared {
+    /// Keeps `failure` as the source's failure unless one is kept already
+    /// (an earlier offset of the same partition replaces it); returns
+    /// whether it was kept.
+    pub(super) fn note_failure(&self, failure: RecordFailure) -> bool {
+        let mut kept = lock(&self.failure);
+        let replace = match &*kept {
+            None => true,
+            Some(k) => {
+                k.topic == failure.topic
+                    && k.partition == failure.partition
+                    && failure.offset < k.offset
+            }
+        };
+        if replace {
+            *kept = Some(failure);
+        }
+        replace
+    }
+
+    /// The error the source stops with, when a record ended unfinished.
+    pub(super) fn take_failure(&self) -> Option<KafkaIoError> {
+        lock(&self.failure).take().map(RecordFailure::into_error)
+    }
+
     pub(super) fn refresh_group_metadata<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
         if self.transactional.load(Ordering::Relaxed) {
             if let Some(gm) = consumer.group_metadata() {
