@@ -100,13 +100,14 @@ pub fn real_broker() -> String {
 pub fn real_topic(name: &str, partitions: i32) {
     let config = sluicegate_kafka_io::KafkaConfig::new(REAL_BROKER);
     tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(sluicegate_kafka_io::admin::ensure_topics(
-            &config,
-            &[(name, partitions)],
-            Duration::from_secs(30),
-        ))
-    })
-    .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
+        tokio::runtime::Handle::current()
+            .block_on(sluicegate_kafka_io::admin::ensure_topics(
+                &config,
+                &[(name, partitions)],
+                Duration::from_secs(30),
+            ))
+            .unwrap_or_else(|e| panic!("creating topic {name}: {e}"))
+    });
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {
