@@ -372,6 +372,14 @@ impl OffsetTracker {
             .is_some_and(|p| p.window_paused)
     }
 
+    /// Starts tracking newly assigned partitions (nothing handed out yet), so
+    /// they are owned and listed before their first record.
+    pub fn assign(&mut self, parts: &[(String, i32)]) {
+        for key in parts {
+            self.partitions.entry(key.clone()).or_default();
+        }
+    }
+
     /// Forgets partitions no longer owned (their window pause with them).
     pub fn remove(&mut self, parts: &[(String, i32)]) {
         for key in parts {
@@ -564,6 +572,55 @@ mod tests {
         assert_eq!((s.committable, s.window), (Some(15), 0));
         let json = serde_json::to_value(&t.states_at(now)[0]).expect("json");
         assert_eq!(json["oldest_unfinished_age_s"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_full_window_pauses_its_partition_until_it_is_below_three_quarters() {
+        let mut t = OffsetTracker::new();
+        t.assign(&[("t".into(), 0), ("t".into(), 1)]);
+        for o in 0..7 {
+            t.track("t", 0, o);
+            assert!(!t.pause_if_full("t", 0, 8), "7 records, limit 8");
+        }
+        t.track("t", 0, 7);
+        assert!(t.pause_if_full("t", 0, 8), "8 records: pause");
+        assert!(!t.pause_if_full("t", 0, 8), "once");
+        assert!(t.is_window_paused("t", 0));
+        assert!(!t.is_window_paused("t", 1));
+        // Behind offset 0, the others finish: the window stays 8.
+        for o in 1..8 {
+            t.finish("t", 0, o);
+        }
+        assert!(t.resumable(8).is_empty());
+        t.finish("t", 0, 0);
+        assert_eq!(t.resumable(8), vec![("t".to_string(), 0)]);
+        assert!(t.resumable(8).is_empty(), "resumed once");
+        let s = &t.states()[0];
+        assert_eq!((s.window, s.window_paused, s.window_pauses), (0, false, 1));
+
+        // Hysteresis: 6 of 8 is 75%, not below; 5 is.
+        for o in 8..16 {
+            t.track("t", 0, o);
+        }
+        assert!(t.pause_if_full("t", 0, 8));
+        t.finish("t", 0, 8);
+        t.finish("t", 0, 9);
+        assert_eq!(t.window("t", 0), 6);
+        assert!(t.resumable(8).is_empty(), "at 75%");
+        t.finish("t", 0, 10);
+        assert_eq!(t.resumable(8).len(), 1, "below 75%");
+        assert_eq!(t.states()[0].window_pauses, 2);
+
+        // A revoked partition forgets its pause; a new assignment starts afresh.
+        for o in 16..24 {
+            t.track("t", 0, o);
+        }
+        assert!(t.pause_if_full("t", 0, 8));
+        t.remove(&[("t".into(), 0)]);
+        assert!(t.resumable(8).is_empty());
+        t.assign(&[("t".into(), 0)]);
+        assert!(!t.is_window_paused("t", 0));
+        assert_eq!(t.states()[0].window_pauses, 0);
     }
 
     proptest! {

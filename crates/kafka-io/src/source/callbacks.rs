@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::pause::set_assigned;
 use super::shared::{Shared, commit, lock, log_commit_failure, release_held};
 use crate::sink::TracingContext;
 
@@ -113,6 +114,7 @@ impl ConsumerContext for Callbacks {
                 .fetch_add(1, Ordering::Relaxed);
             let parts = parts_of(tpl);
             tracing::info!(partitions = ?parts, "partitions assigned");
+            lock(&self.shared.tracker).assign(&parts);
             {
                 let mut released = lock(&self.shared.released);
                 for p in &parts {
@@ -121,17 +123,7 @@ impl ConsumerContext for Callbacks {
             }
             // A new generation: the transactional sink must send this one.
             self.shared.refresh_group_metadata(consumer);
-            // librdkafka keeps a partition's pause flag across a revoke and a
-            // later assignment: one paused while owned before would never be
-            // fetched again. Set every new partition to the source's state.
-            let result = if self.shared.paused.load(Ordering::Relaxed) {
-                consumer.pause(tpl)
-            } else {
-                consumer.resume(tpl)
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "could not set the pause state of newly assigned partitions");
-            }
+            set_assigned(consumer, &self.shared, tpl);
         }
     }
 

@@ -15,6 +15,7 @@ use sluicegate_core::{Ack, AckReceiver, Envelope, Origin, SourceContext};
 use super::KafkaSource;
 use super::acker::Acker;
 use super::callbacks::Callbacks;
+use super::pause::{pause_full_window, resume_shrunk_windows, set_graph_paused};
 use super::shared::{Shared, commit, lock, release_held};
 use crate::config::KafkaConfig;
 use crate::error::KafkaIoError;
@@ -45,6 +46,7 @@ impl KafkaSource {
             shutdown: cx.shutdown_token(),
         });
         let transactional = shared.transactional.load(Ordering::SeqCst);
+        let window_limit = shared.window_limit.load(Ordering::Relaxed);
         let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
         let mut last_commit = Instant::now();
         let mut last_group_metadata = Instant::now();
@@ -91,7 +93,7 @@ impl KafkaSource {
             if cx.is_shutting_down() && !draining {
                 draining = true;
                 release_held(&shared, None, "shutting down before the graph took it");
-                set_paused(&consumer, &shared, true);
+                set_graph_paused(&consumer, &shared, true);
             }
             if draining {
                 if lock(&shared.tracker).in_flight(None) == 0 {
@@ -108,6 +110,7 @@ impl KafkaSource {
                 }
                 continue;
             }
+            resume_shrunk_windows(&consumer, &shared, window_limit);
             if let Err(closed) = emit_held(&mut cx, &shared) {
                 // A stage that stopped resolved what it held before its
                 // mailbox closed: name that record rather than the closing.
@@ -117,13 +120,13 @@ impl KafkaSource {
             if lock(&shared.held).is_empty() {
                 full_since = None;
                 if paused {
-                    set_paused(&consumer, &shared, false);
+                    set_graph_paused(&consumer, &shared, false);
                 }
             } else {
                 // The graph is full.
                 let since = *full_since.get_or_insert_with(Instant::now);
                 if !paused && since.elapsed() >= self.pause_after {
-                    set_paused(&consumer, &shared, true);
+                    set_graph_paused(&consumer, &shared, true);
                 }
                 let wait = if paused {
                     self.poll_interval
@@ -154,6 +157,16 @@ impl KafkaSource {
                     ) {
                         lock(&shared.held).push_back(env);
                     }
+                    // Before the next poll: librdkafka drops what it had
+                    // fetched for a partition it pauses, so the window holds
+                    // exactly its limit.
+                    pause_full_window(
+                        &consumer,
+                        &shared,
+                        message.topic(),
+                        message.partition(),
+                        window_limit,
+                    );
                 }
                 Some(Err(e)) => {
                     if let Some((code, reason)) = consumer.client().fatal_error() {
@@ -193,26 +206,6 @@ impl KafkaSource {
             tracing::error!(source = cx.name(), error = %e, "Kafka source stopped with an error");
         }
         result
-    }
-}
-
-fn set_paused(consumer: &BaseConsumer<Callbacks>, shared: &Shared, pause: bool) {
-    let assignment = match consumer.assignment() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read the assignment");
-            return;
-        }
-    };
-    shared.paused.store(pause, Ordering::Relaxed);
-    let result = if pause {
-        shared.stats.pauses.fetch_add(1, Ordering::Relaxed);
-        consumer.pause(&assignment)
-    } else {
-        consumer.resume(&assignment)
-    };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, pause, "pause/resume failed");
     }
 }
 

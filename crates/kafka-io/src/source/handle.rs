@@ -16,23 +16,57 @@ pub struct KafkaSourceHandle {
     pub(super) shared: Arc<Shared>,
 }
 
-/// One partition's lag, as far as this consumer knows.
+/// One partition's commit frontier, as far as this consumer knows: how far
+/// it was fetched, finished and committed, what holds the commits back and
+/// for how long, its lag, and whether it is paused.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionLag {
-    /// Offsets and in-flight count.
+    /// Offsets, in-flight count, window and its oldest unfinished record.
     #[serde(flatten)]
     pub state: PartitionState,
     /// The partition's high watermark at the last check.
     pub high_watermark: Option<i64>,
     /// High watermark minus the committed offset.
     pub lag: Option<i64>,
+    /// Why the partition is not fetched now, or `None` (JSON `null`) when it
+    /// is.
+    pub paused: Option<PauseReason>,
+    /// The window limit ([`KafkaSource::window_limit`](super::KafkaSource::window_limit)).
+    pub window_limit: usize,
+}
+
+/// Why a partition is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// The graph is full: every partition of the source is paused
+    /// ([`KafkaSource::pause_after`](super::KafkaSource::pause_after)).
+    GraphFull,
+    /// The partition's window reached its limit
+    /// ([`KafkaSource::window_limit`](super::KafkaSource::window_limit)).
+    Window,
+    /// Both.
+    GraphFullAndWindow,
+}
+
+impl PauseReason {
+    /// `graph full`, `window` or `graph full, window`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PauseReason::GraphFull => "graph full",
+            PauseReason::Window => "window",
+            PauseReason::GraphFullAndWindow => "graph full, window",
+        }
+    }
 }
 
 impl KafkaSourceHandle {
-    /// Every owned partition's offsets, in-flight count and lag.
+    /// Every owned partition's commit frontier, in (topic, partition) order.
     pub fn partitions(&self) -> Vec<PartitionLag> {
         let states = lock(&self.shared.tracker).states();
         let marks = lock(&self.shared.high_watermarks);
+        let graph_full = self.shared.paused.load(Ordering::Relaxed);
+        let window_limit = self.shared.window_limit.load(Ordering::Relaxed);
         states
             .into_iter()
             .map(|state| {
@@ -41,10 +75,18 @@ impl KafkaSourceHandle {
                     (Some(h), Some(c)) => Some((h - c).max(0)),
                     _ => None,
                 };
+                let paused = match (graph_full, state.window_paused) {
+                    (false, false) => None,
+                    (true, false) => Some(PauseReason::GraphFull),
+                    (false, true) => Some(PauseReason::Window),
+                    (true, true) => Some(PauseReason::GraphFullAndWindow),
+                };
                 PartitionLag {
                     state,
                     high_watermark,
                     lag,
+                    paused,
+                    window_limit,
                 }
             })
             .collect()

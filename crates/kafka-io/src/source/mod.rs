@@ -24,6 +24,15 @@
 //! prefetches is bounded by `queued.max.messages.kbytes` (16 MiB by default
 //! here, instead of librdkafka's 64 MiB), so memory stays bounded throughout.
 //!
+//! One record that does not finish holds its partition's commits back
+//! while the records after it finish. So that this uncommitted window does
+//! not grow for as long as the record is stuck, a partition whose window
+//! reaches [`KafkaSource::window_limit`] records is paused on its own (the
+//! other partitions keep flowing) and resumed once the window is below three
+//! quarters of the limit. Resuming after a full graph leaves such a
+//! partition paused, and the reverse; [`KafkaSourceHandle::partitions`]
+//! says which partitions are paused, and why.
+//!
 //! # Rebalances
 //!
 //! On revoke the source stops handing out the revoked partitions, waits up to
@@ -68,6 +77,7 @@ mod acker;
 mod callbacks;
 mod consume;
 mod handle;
+mod pause;
 mod shared;
 
 use std::sync::Arc;
@@ -83,7 +93,7 @@ use crate::error::KafkaIoError;
 
 use callbacks::Callbacks;
 use consume::check_topics;
-pub use handle::{KafkaSourceHandle, PartitionLag};
+pub use handle::{KafkaSourceHandle, PartitionLag, PauseReason};
 pub(crate) use shared::Ownership;
 use shared::Shared;
 pub use shared::SourceStats;
@@ -124,6 +134,9 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
+    /// The default [`KafkaSource::window_limit`].
+    pub const DEFAULT_WINDOW_LIMIT: usize = 10_000;
+
     /// A member of consumer group `group_id` reading `topics`.
     ///
     /// Defaults applied unless `config` sets them: `enable.auto.commit=false`
@@ -152,7 +165,10 @@ impl KafkaSource {
             connect_timeout: Duration::from_secs(10),
             lag_interval: Duration::from_secs(5),
             keep_raw: true,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared {
+                window_limit: Self::DEFAULT_WINDOW_LIMIT.into(),
+                ..Shared::default()
+            }),
         }
     }
 
@@ -198,6 +214,32 @@ impl KafkaSource {
     /// 500 ms without polling, when a broker does not answer).
     pub fn lag_interval(mut self, interval: Duration) -> Self {
         self.lag_interval = interval;
+        self
+    }
+
+    /// The most records a partition hands out from its oldest unfinished
+    /// record on (default 10,000): its window, finished or not. When a
+    /// partition's window reaches the limit (one record held up, many
+    /// finished behind it), that partition alone is paused, and resumed once
+    /// the window is below three quarters of the limit (the record finished,
+    /// or failed and the source stopped). Other partitions keep flowing.
+    /// Each pause is logged once at warn, each resume at info, and counted
+    /// ([`SourceStats::window_pauses`], and per partition in
+    /// [`KafkaSourceHandle::partitions`]).
+    ///
+    /// # Choosing the limit
+    ///
+    /// The window bounds the source's memory per partition (one small entry
+    /// per record) and what a restart reads again on that partition when
+    /// the record holding it back never finishes. It must be well above the
+    /// records a partition normally has in flight at once (the graph's
+    /// mailbox capacities and concurrency), or the partition pauses during
+    /// ordinary work: the default suits graphs holding up to a few thousand
+    /// records. At least 1.
+    pub fn window_limit(self, records: usize) -> Self {
+        self.shared
+            .window_limit
+            .store(records.max(1), Ordering::Relaxed);
         self
     }
 

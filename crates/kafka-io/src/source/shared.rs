@@ -30,6 +30,9 @@ pub struct SourceStats {
     pub commit_failures: AtomicU64,
     /// Times the partitions were paused because the graph was full.
     pub pauses: AtomicU64,
+    /// Times a partition was paused because its window reached the limit
+    /// ([`KafkaSource::window_limit`](super::KafkaSource::window_limit)).
+    pub window_pauses: AtomicU64,
     /// Partition assignments received (the first one included).
     pub assignments: AtomicU64,
     /// Revocations handled.
@@ -56,6 +59,8 @@ pub(super) struct Shared {
     /// Envelopes read but not yet taken by the graph (it was full).
     pub(super) held: Mutex<VecDeque<Envelope<Bytes>>>,
     pub(super) finished_since_commit: AtomicUsize,
+    /// See [`KafkaSource::window_limit`](super::KafkaSource::window_limit).
+    pub(super) window_limit: AtomicUsize,
     pub(super) paused: AtomicBool,
     /// Set once the source is stopping: a revoke then does not wait.
     pub(super) closing: AtomicBool,
