@@ -223,10 +223,7 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
         live_view: options.live_view,
         handle_signals: true,
     })
-    .extra_status(move || {
-        let partitions: Vec<_> = handles.iter().flat_map(|h| h.partitions()).collect();
-        serde_json::json!({ "kafka": { "partitions": partitions } })
-    });
+    .kafka_sources(handles);
     let outcome = runner
         .run(graph, stop)
         .await

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use sluicegate_core::{CancellationToken, Graph, GraphError, Report};
 
+use sluicegate_kafka_io::KafkaSourceHandle;
+
 use crate::cli::exit;
+use crate::frontier::Frontier;
 use crate::http::{self, Phase, StatusBoard};
 use crate::view;
 
@@ -106,6 +109,7 @@ impl Outcome {
 pub struct Runner {
     options: RunnerOptions,
     extra: Option<ExtraStatus>,
+    frontier: Option<Frontier>,
 }
 
 type ExtraStatus = std::sync::Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -115,6 +119,7 @@ impl std::fmt::Debug for Runner {
         f.debug_struct("Runner")
             .field("options", &self.options)
             .field("extra_status", &self.extra.is_some())
+            .field("frontier", &self.frontier)
             .finish()
     }
 }
@@ -136,10 +141,28 @@ impl Runner {
         Runner {
             options,
             extra: None,
+            frontier: None,
         }
     }
 
-    /// Extra JSON for `/status` under `"extra"` (Kafka lag, counters),
+    /// The graph's Kafka sources, whose commit frontier (per partition:
+    /// fetched, finished and committed offsets, lag, the oldest unfinished
+    /// record and its age, the window, pauses; and the sources' counters)
+    /// `/status`, `/metrics`, the page and the live view then show (see
+    /// [`Frontier`]).
+    pub fn kafka_sources(mut self, sources: impl IntoIterator<Item = KafkaSourceHandle>) -> Self {
+        self.frontier = Some(Frontier::new(sources));
+        self
+    }
+
+    /// Like [`Runner::kafka_sources`], with a frontier of your own (its
+    /// history kept at another pace, say).
+    pub fn frontier(mut self, frontier: Frontier) -> Self {
+        self.frontier = Some(frontier);
+        self
+    }
+
+    /// Extra JSON for `/status` under `"extra"` (settings, anything else),
     /// computed at each request.
     pub fn extra_status(
         mut self,
@@ -168,6 +191,9 @@ impl Runner {
             let extra = extra.clone();
             board.set_extra(move || extra());
         }
+        if let Some(frontier) = &self.frontier {
+            board.set_frontier(frontier.clone());
+        }
         board.set_phase(Phase::Starting);
         let quit = CancellationToken::new();
         let server = match self.options.http {
@@ -187,12 +213,14 @@ impl Runner {
             LiveView::Off => None,
             LiveView::Auto => Some(view::spawn(
                 metrics,
+                self.frontier.clone(),
                 Duration::from_secs(1),
                 false,
                 quit.clone(),
             )),
             LiveView::Force => Some(view::spawn(
                 metrics,
+                self.frontier.clone(),
                 Duration::from_secs(1),
                 true,
                 quit.clone(),
