@@ -33,13 +33,26 @@ fn client(brokers: &str) -> KafkaConfig {
 /// restart reads 7 again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaked_acknowledgement_stops_the_source_naming_the_record() {
+    let mock = Mock::new(1);
+    mock.topic("in", 1);
+    leak_scenario(&mock.brokers, "in", "g-leak").await;
+}
+
+/// The same on Apache Kafka (scripts/kafka-up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_a_leaked_acknowledgement_stops_the_source_naming_the_record() {
+    let brokers = real_broker();
+    let topic = unique("leak");
+    real_topic(&topic, 1);
+    leak_scenario(&brokers, &topic, &unique("g-leak")).await;
+}
+
+async fn leak_scenario(brokers: &str, topic: &str, group: &str) {
     logs();
     const HELD: u64 = 7;
     const N: u64 = 20;
-    let mock = Mock::new(1);
-    mock.topic("in", 1);
-    produce_numbers(&mock.brokers, "in", 1, HELD).await;
-    let source = KafkaSource::new(client(&mock.brokers), "g-leak", ["in"])
+    produce_numbers(brokers, topic, 1, HELD).await;
+    let source = KafkaSource::new(client(brokers), group, [topic])
         .commit_interval(Duration::from_millis(20));
     let rec = Recorder::default();
     let mut g = Graph::builder("leak");
@@ -57,12 +70,12 @@ async fn a_leaked_acknowledgement_stops_the_source_naming_the_record() {
             }));
     let running = g.build().expect("valid").start().await.expect("starts");
     eventually(LONG, "records 0..7 committed", || {
-        committed(&mock.brokers, "g-leak", "in", 1) == vec![Some(HELD as i64)]
+        committed(brokers, group, topic, 1) == vec![Some(HELD as i64)]
     })
     .await;
     // Nothing before 7 is in flight now: 7 is the first record the dying
     // task holds.
-    produce_range(&mock.brokers, "in", 1, HELD..N).await;
+    produce_range(brokers, topic, 1, HELD..N).await;
     let report = within(
         Duration::from_secs(30),
         "the graph to stop: the source must name the leaked record at once, not wait for the 120 s drain deadline",
@@ -79,7 +92,7 @@ async fn a_leaked_acknowledgement_stops_the_source_naming_the_record() {
         })
         .unwrap_or_else(|| panic!("the source stopped without an error: {report:?}"));
     assert!(
-        source_error.contains("in/0@7") && source_error.contains("leaked"),
+        source_error.contains(&format!("{topic}/0@7")) && source_error.contains("leaked"),
         "{source_error}"
     );
     assert!(
@@ -91,7 +104,7 @@ async fn a_leaked_acknowledgement_stops_the_source_naming_the_record() {
     );
     assert_eq!(rec.seen(), (0..HELD).collect::<Vec<_>>());
     assert_eq!(
-        committed(&mock.brokers, "g-leak", "in", 1),
+        committed(brokers, group, topic, 1),
         vec![Some(HELD as i64)],
         "nothing past the leaked record is committed"
     );
@@ -101,7 +114,7 @@ async fn a_leaked_acknowledgement_stops_the_source_naming_the_record() {
     let mut g = Graph::builder("leak-restart");
     g.source(
         "kafka",
-        KafkaSource::new(client(&mock.brokers), "g-leak", ["in"])
+        KafkaSource::new(client(brokers), group, [topic])
             .commit_interval(Duration::from_millis(20)),
     )
     .to(StageSpec::new("sink", again.clone()));
@@ -113,10 +126,7 @@ async fn a_leaked_acknowledgement_stops_the_source_naming_the_record() {
     let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(again.seen(), (HELD..N).collect::<Vec<_>>());
-    assert_eq!(
-        committed(&mock.brokers, "g-leak", "in", 1),
-        vec![Some(N as i64)]
-    );
+    assert_eq!(committed(brokers, group, topic, 1), vec![Some(N as i64)]);
 }
 
 /// Records per partition in the window test: more than the default window
@@ -131,16 +141,29 @@ const DEFAULT_WINDOW_LIMIT: i64 = 10_000;
 /// delivered once and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_held_back_by_one_record_pauses_at_its_window_limit() {
-    logs();
     let mock = Mock::new(1);
     mock.topic("in", 2);
-    produce_range(&mock.brokers, "in", 2, 0..2 * PER_PARTITION).await;
+    window_limit_scenario(&mock.brokers, "in", "g-window").await;
+}
+
+/// The same on Apache Kafka (scripts/kafka-up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_a_partition_held_back_by_one_record_pauses_at_its_window_limit() {
+    let brokers = real_broker();
+    let topic = unique("window");
+    real_topic(&topic, 2);
+    window_limit_scenario(&brokers, &topic, &unique("g-window")).await;
+}
+
+async fn window_limit_scenario(brokers: &str, topic: &str, group: &str) {
+    logs();
+    produce_range(brokers, topic, 2, 0..2 * PER_PARTITION).await;
     let gate = Arc::new(Semaphore::new(0));
     let rec = Recorder {
         hold: Some((0, 0, gate.clone())),
         ..Recorder::default()
     };
-    let source = KafkaSource::new(client(&mock.brokers), "g-window", ["in"])
+    let source = KafkaSource::new(client(brokers), group, [topic])
         .commit_interval(Duration::from_millis(20));
     let handle = source.handle();
     let mut g = Graph::builder("window");
@@ -150,7 +173,7 @@ async fn a_partition_held_back_by_one_record_pauses_at_its_window_limit() {
             .concurrency(16));
     let running = g.build().expect("valid").start().await.expect("starts");
     eventually(LONG, "partition 1 committed to its end", || {
-        committed(&mock.brokers, "g-window", "in", 2)[1] == Some(PER_PARTITION as i64)
+        committed(brokers, group, topic, 2)[1] == Some(PER_PARTITION as i64)
     })
     .await;
     let seen_of = |partition: u64| {
@@ -195,7 +218,7 @@ async fn a_partition_held_back_by_one_record_pauses_at_its_window_limit() {
     assert_eq!((p1.paused, p1.state.window), (None, 0), "{p1:?}");
     assert_eq!(handle.stats().window_pauses.load(Ordering::Relaxed), 1);
     assert_eq!(
-        committed(&mock.brokers, "g-window", "in", 2)[0],
+        committed(brokers, group, topic, 2)[0],
         Some(0),
         "nothing on partition 0 passes the held record"
     );
@@ -206,7 +229,7 @@ async fn a_partition_held_back_by_one_record_pauses_at_its_window_limit() {
     })
     .await;
     eventually(LONG, "both partitions committed to their end", || {
-        committed(&mock.brokers, "g-window", "in", 2)
+        committed(brokers, group, topic, 2)
             == vec![Some(PER_PARTITION as i64), Some(PER_PARTITION as i64)]
     })
     .await;
