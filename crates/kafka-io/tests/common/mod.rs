@@ -99,15 +99,18 @@ pub fn real_broker() -> String {
 /// every partition has a leader. Call from a multi-thread runtime.
 pub fn real_topic(name: &str, partitions: i32) {
     let config = sluicegate_kafka_io::KafkaConfig::new(REAL_BROKER);
-    tokio::task::block_in_place(|| {
+    let created = tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current()
             .block_on(sluicegate_kafka_io::admin::ensure_topics(
                 &config,
                 &[(name, partitions)],
                 Duration::from_secs(30),
             ))
-            .unwrap_or_else(|e| panic!("creating topic {name}: {e}"))
+            .map_err(|e| e.to_string())
     });
+    if let Err(e) = created {
+        panic!("creating topic {name}: {e}");
+    }
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {
