@@ -58,6 +58,40 @@ pub enum KafkaIoError {
         /// Offset.
         offset: i64,
     },
+    /// A record's acknowledgement was dropped without being resolved (a bug
+    /// in a stage or in sluicegate): the record may or may not have been
+    /// processed, so the source stops and it is read again after a restart;
+    /// nothing past it is committed.
+    #[error(
+        "record {topic}/{partition}@{offset}: its acknowledgement leaked (dropped without being resolved, a bug); stopping so it is read again on restart"
+    )]
+    RecordLeaked {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+    /// A record was abandoned while the graph was running (a stage that
+    /// should have taken it had stopped): the source stops so it is read
+    /// again after a restart; nothing past it is committed. Records
+    /// abandoned once shutdown began are not reported this way.
+    #[error(
+        "record {topic}/{partition}@{offset} was abandoned in `{stage}` ({reason}) while the pipeline ran; stopping so it is read again on restart"
+    )]
+    RecordAbandoned {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// The stage that abandoned it.
+        stage: String,
+        /// Why.
+        reason: String,
+    },
     /// Producing a record failed after every attempt.
     #[error("delivery failed after {attempts} attempt(s): {source}")]
     SendFailed {

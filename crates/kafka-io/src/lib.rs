@@ -36,7 +36,9 @@ mod txn;
 pub use config::{KafkaConfig, is_secret};
 pub use error::KafkaIoError;
 pub use sink::{DeadLetterSink, KafkaSink, ProducerRecord, SinkStats, TracingContext, headers};
-pub use source::{KafkaSource, KafkaSourceHandle, PartitionLag, SourceStats, consumer_group};
+pub use source::{
+    KafkaSource, KafkaSourceHandle, PartitionLag, PauseReason, SourceStats, consumer_group,
+};
 pub use tracker::{OffsetTracker, PartitionState};
 pub use txn::{KafkaTxnSink, TxnStats};
 

@@ -5,35 +5,98 @@
 //! commits only the contiguous finished prefix: the commit offset is the
 //! first unfinished offset handed out, or one past the last handed out when
 //! all are finished. Offsets never handed out (compacted away, transaction
-//! markers) are not waited for. Memory is bounded by the records in flight.
+//! markers) are not waited for.
+//!
+//! # The window
+//!
+//! A partition's window is what it handed out from its first unfinished
+//! offset on: that record, and everything after it, finished or not. Its
+//! memory is one entry per record in the window. The tracker bounds it with
+//! a limit the source sets ([`OffsetTracker::pause_if_full`],
+//! [`OffsetTracker::resumable`]): a partition whose window reaches the limit
+//! is paused, and resumed once the window is below three quarters of it
+//! (Confluent's Parallel Consumer pauses at 75% of its offset map).
+//!
+//! # Records that end without finishing
+//!
+//! A record can resolve without finishing: it failed with nowhere to go,
+//! was abandoned, or its acknowledgement leaked. [`OffsetTracker::fail`] and
+//! [`OffsetTracker::give_up`] record that: the record is no longer in
+//! flight (nothing waits for it) but stays unfinished, so the commit never
+//! passes it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
 
-/// Offsets in flight for one partition, in the order handed out.
+/// Where a record handed out stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Handed out, no outcome yet.
+    InFlight,
+    /// Delivered, dropped on purpose or dead-lettered.
+    Finished,
+    /// Resolved without finishing (failed, abandoned, leaked): not in
+    /// flight, and the commit stops here.
+    Unfinished,
+}
+
+/// One record of a partition's window.
+#[derive(Debug, Clone)]
+struct Entry {
+    offset: i64,
+    state: State,
+    /// When it was handed out.
+    since: Instant,
+}
+
+/// Offsets in the window of one partition, in the order handed out.
 #[derive(Debug, Default, Clone)]
 struct Partition {
-    /// (offset, finished), offsets strictly increasing.
-    window: VecDeque<(i64, bool)>,
+    /// Offsets strictly increasing; the front is never finished.
+    window: VecDeque<Entry>,
+    /// Entries of `window` in flight.
+    in_flight: usize,
     /// One past the highest offset handed out, once any was.
     next: Option<i64>,
     /// The last offset committed (or known committed).
     committed: Option<i64>,
     /// The first offset whose record failed without being finished.
     failed: Option<i64>,
+    /// Paused because the window reached its limit.
+    window_paused: bool,
+    /// Times the window paused this partition since it was assigned.
+    window_pauses: u64,
 }
 
 impl Partition {
     /// The offset safe to commit now (first unfinished, else next).
     fn committable(&self) -> Option<i64> {
         match self.window.front() {
-            Some((offset, _)) => Some(*offset),
+            Some(e) => Some(e.offset),
             None => self.next,
         }
     }
 
     fn pop_finished(&mut self) {
-        while let Some((_, true)) = self.window.front() {
+        while self
+            .window
+            .front()
+            .is_some_and(|e| e.state == State::Finished)
+        {
             self.window.pop_front();
+        }
+    }
+
+    /// Moves the entry at `offset` from in flight to `to`.
+    fn resolve(&mut self, offset: i64, to: State) -> Finish {
+        match self.window.binary_search_by_key(&offset, |e| e.offset) {
+            Ok(i) if self.window[i].state == State::InFlight => {
+                self.window[i].state = to;
+                self.in_flight -= 1;
+                self.pop_finished();
+                Finish::Done
+            }
+            _ => Finish::Unknown,
         }
     }
 }
@@ -47,12 +110,32 @@ pub struct PartitionState {
     pub partition: i32,
     /// The offset last committed (the next to consume after a restart).
     pub committed: Option<i64>,
-    /// The offset that could be committed now.
+    /// The offset that could be committed now: every record before it is
+    /// finished (the finished frontier).
     pub committable: Option<i64>,
-    /// Records handed out and not finished.
+    /// Records handed out and not resolved yet.
     pub in_flight: usize,
-    /// One past the highest offset handed out.
+    /// One past the highest offset handed out (the fetched frontier).
     pub next: Option<i64>,
+    /// Records in the window: handed out from the first unfinished offset on.
+    pub window: usize,
+    /// The first record handed out and not finished (in flight, or ended
+    /// without finishing): what holds the commits back.
+    pub oldest_unfinished: Option<i64>,
+    /// How long ago that record was handed out.
+    #[serde(rename = "oldest_unfinished_age_s", serialize_with = "seconds")]
+    pub oldest_unfinished_age: Option<Duration>,
+    /// Whether the window limit paused the partition.
+    pub window_paused: bool,
+    /// Times the window limit paused the partition since it was assigned.
+    pub window_pauses: u64,
+}
+
+fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 /// The offset tracker of one consumer. Not thread-safe by itself; the source
@@ -60,16 +143,19 @@ pub struct PartitionState {
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     partitions: BTreeMap<(String, i32), Partition>,
+    /// Partitions with `window_paused` set.
+    window_paused: usize,
 }
 
-/// What finishing an offset did.
+/// What finishing (or failing) an offset did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
-    /// Marked finished.
+    /// Marked finished (or failed).
     Done,
     /// The partition is not tracked (revoked since); ignored.
     Untracked,
-    /// The offset was not handed out, or finished twice (a bug upstream).
+    /// The offset was not handed out (taken back since), or was resolved
+    /// before (a bug upstream).
     Unknown,
 }
 
@@ -79,12 +165,17 @@ impl OffsetTracker {
         OffsetTracker::default()
     }
 
-    /// Records that `offset` of `topic`/`partition` is handed out. Returns
+    /// Records that `offset` of `topic`/`partition` is handed out now. Returns
     /// false, tracking nothing, when the offset is at or below one already
     /// handed out on that partition (librdkafka fetched it again, e.g. after
     /// a position reset): that record is in flight or finished already, so
     /// the caller must not hand it out twice.
     pub fn track(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.track_at(topic, partition, offset, Instant::now())
+    }
+
+    /// [`OffsetTracker::track`], handed out at `at`.
+    pub fn track_at(&mut self, topic: &str, partition: i32, offset: i64, at: Instant) -> bool {
         let p = self
             .partitions
             .entry((topic.to_string(), partition))
@@ -92,33 +183,45 @@ impl OffsetTracker {
         if p.next.is_some_and(|n| offset < n) {
             return false;
         }
-        p.window.push_back((offset, false));
+        p.window.push_back(Entry {
+            offset,
+            state: State::InFlight,
+            since: at,
+        });
+        p.in_flight += 1;
         p.next = Some(offset + 1);
         true
     }
 
     /// Marks `offset` finished (delivered, dropped on purpose or dead-lettered).
     pub fn finish(&mut self, topic: &str, partition: i32, offset: i64) -> Finish {
-        let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) else {
-            return Finish::Untracked;
-        };
-        match p.window.binary_search_by_key(&offset, |(o, _)| *o) {
-            Ok(i) if !p.window[i].1 => {
-                p.window[i].1 = true;
-                p.pop_finished();
-                Finish::Done
-            }
-            _ => Finish::Unknown,
+        match self.partitions.get_mut(&(topic.to_string(), partition)) {
+            Some(p) => p.resolve(offset, State::Finished),
+            None => Finish::Untracked,
         }
     }
 
-    /// Records that `offset` failed without being finished: the partition's
-    /// commit cannot pass it.
-    pub fn fail(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) {
-            if p.failed.is_none_or(|f| offset < f) {
-                p.failed = Some(offset);
-            }
+    /// Records that `offset` failed without being finished: it is no longer
+    /// in flight, the partition's commit cannot pass it, and it is reported
+    /// by [`OffsetTracker::first_failure`].
+    pub fn fail(&mut self, topic: &str, partition: i32, offset: i64) -> Finish {
+        let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) else {
+            return Finish::Untracked;
+        };
+        let done = p.resolve(offset, State::Unfinished);
+        if done == Finish::Done && p.failed.is_none_or(|f| offset < f) {
+            p.failed = Some(offset);
+        }
+        done
+    }
+
+    /// Records that `offset` ended without finishing and without a failure
+    /// to report (abandoned at a forced shutdown): it is no longer in
+    /// flight, and the partition's commit cannot pass it.
+    pub fn give_up(&mut self, topic: &str, partition: i32, offset: i64) -> Finish {
+        match self.partitions.get_mut(&(topic.to_string(), partition)) {
+            Some(p) => p.resolve(offset, State::Unfinished),
+            None => Finish::Untracked,
         }
     }
 
@@ -162,8 +265,8 @@ impl OffsetTracker {
                 let c = s
                     .window
                     .iter()
-                    .find(|(o, done)| !done && !extra.contains(o))
-                    .map(|(o, _)| *o)
+                    .find(|e| e.state != State::Finished && !extra.contains(&e.offset))
+                    .map(|e| e.offset)
                     .or(s.next)?;
                 (s.committed != Some(c)).then(|| (key.0.clone(), key.1, c))
             })
@@ -198,8 +301,12 @@ impl OffsetTracker {
     /// again. The commit can then go up to `from`, and no further.
     pub fn rewind(&mut self, topic: &str, partition: i32, from: i64) {
         if let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) {
-            while p.window.back().is_some_and(|(o, _)| *o >= from) {
-                p.window.pop_back();
+            while p.window.back().is_some_and(|e| e.offset >= from) {
+                if let Some(e) = p.window.pop_back() {
+                    if e.state == State::InFlight {
+                        p.in_flight -= 1;
+                    }
+                }
             }
             if p.next.is_some_and(|n| n > from) {
                 p.next = Some(from);
@@ -207,33 +314,107 @@ impl OffsetTracker {
         }
     }
 
-    /// Records handed out and not finished, for the given partitions (or all).
+    /// Records handed out and not resolved, for the given partitions (or all).
     pub fn in_flight(&self, parts: Option<&[(String, i32)]>) -> usize {
         self.partitions
             .iter()
             .filter(|(k, _)| parts.is_none_or(|ps| ps.iter().any(|(t, p)| &k.0 == t && k.1 == *p)))
-            .map(|(_, s)| s.window.iter().filter(|(_, done)| !done).count())
+            .map(|(_, s)| s.in_flight)
             .sum()
     }
 
-    /// Forgets partitions no longer owned.
+    /// The size of a partition's window (0 when it is not tracked).
+    pub fn window(&self, topic: &str, partition: i32) -> usize {
+        self.partitions
+            .get(&(topic.to_string(), partition))
+            .map_or(0, |p| p.window.len())
+    }
+
+    /// Marks `topic`/`partition` paused by its window when the window holds
+    /// `limit` records or more and it is not paused yet; returns whether it
+    /// just did (the caller then pauses the partition's fetching).
+    pub fn pause_if_full(&mut self, topic: &str, partition: i32, limit: usize) -> bool {
+        let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) else {
+            return false;
+        };
+        if p.window_paused || p.window.len() < limit.max(1) {
+            return false;
+        }
+        p.window_paused = true;
+        p.window_pauses += 1;
+        self.window_paused += 1;
+        true
+    }
+
+    /// The partitions paused by their window whose window is now below three
+    /// quarters of `limit`: marked resumed, and returned for the caller to
+    /// resume their fetching.
+    pub fn resumable(&mut self, limit: usize) -> Vec<(String, i32)> {
+        if self.window_paused == 0 {
+            return Vec::new();
+        }
+        let limit = limit.max(1);
+        let mut out = Vec::new();
+        for (key, p) in &mut self.partitions {
+            if p.window_paused && p.window.len() * 4 < limit * 3 {
+                p.window_paused = false;
+                out.push(key.clone());
+            }
+        }
+        self.window_paused -= out.len();
+        out
+    }
+
+    /// Whether the window limit paused `topic`/`partition`.
+    pub fn is_window_paused(&self, topic: &str, partition: i32) -> bool {
+        self.partitions
+            .get(&(topic.to_string(), partition))
+            .is_some_and(|p| p.window_paused)
+    }
+
+    /// Starts tracking newly assigned partitions (nothing handed out yet), so
+    /// they are owned and listed before their first record.
+    pub fn assign(&mut self, parts: &[(String, i32)]) {
+        for key in parts {
+            self.partitions.entry(key.clone()).or_default();
+        }
+    }
+
+    /// Forgets partitions no longer owned (their window pause with them).
     pub fn remove(&mut self, parts: &[(String, i32)]) {
         for key in parts {
-            self.partitions.remove(key);
+            if let Some(p) = self.partitions.remove(key) {
+                if p.window_paused {
+                    self.window_paused -= 1;
+                }
+            }
         }
     }
 
     /// Every tracked partition's state.
     pub fn states(&self) -> Vec<PartitionState> {
+        self.states_at(Instant::now())
+    }
+
+    /// Every tracked partition's state, with ages as of `now`.
+    pub fn states_at(&self, now: Instant) -> Vec<PartitionState> {
         self.partitions
             .iter()
-            .map(|((t, p), s)| PartitionState {
-                topic: t.clone(),
-                partition: *p,
-                committed: s.committed,
-                committable: s.committable(),
-                in_flight: s.window.iter().filter(|(_, d)| !d).count(),
-                next: s.next,
+            .map(|((t, p), s)| {
+                let oldest = s.window.front();
+                PartitionState {
+                    topic: t.clone(),
+                    partition: *p,
+                    committed: s.committed,
+                    committable: s.committable(),
+                    in_flight: s.in_flight,
+                    next: s.next,
+                    window: s.window.len(),
+                    oldest_unfinished: oldest.map(|e| e.offset),
+                    oldest_unfinished_age: oldest.map(|e| now.saturating_duration_since(e.since)),
+                    window_paused: s.window_paused,
+                    window_pauses: s.window_pauses,
+                }
             })
             .collect()
     }
@@ -326,6 +507,120 @@ mod tests {
         assert_eq!(t.to_commit_with(&BTreeMap::new()), vec![("t".into(), 0, 1)]);
         assert!(t.owns("t", 1));
         assert!(!t.owns("t", 2));
+    }
+
+    #[test]
+    fn a_record_that_ends_unfinished_holds_the_commit_but_is_not_in_flight() {
+        let mut t = OffsetTracker::new();
+        for o in 0..5 {
+            t.track("t", 0, o);
+        }
+        assert_eq!(t.finish("t", 0, 0), Finish::Done);
+        assert_eq!(t.fail("t", 0, 3), Finish::Done);
+        assert_eq!(t.give_up("t", 0, 1), Finish::Done);
+        assert_eq!(t.in_flight(None), 2, "2 and 4 only");
+        assert_eq!(t.first_failure(), Some(("t".into(), 0, 3)));
+        for o in [2, 4] {
+            t.finish("t", 0, o);
+        }
+        assert_eq!(t.in_flight(None), 0);
+        assert_eq!(t.to_commit(), vec![("t".into(), 0, 1)], "stops at 1");
+        assert_eq!(t.states()[0].oldest_unfinished, Some(1));
+        assert_eq!(t.window("t", 0), 4, "1 to 4");
+        // Resolved once: a later outcome for the same record changes nothing.
+        assert_eq!(t.finish("t", 0, 1), Finish::Unknown);
+        assert_eq!(t.fail("t", 0, 9), Finish::Unknown);
+        assert_eq!(t.give_up("u", 0, 1), Finish::Untracked);
+        assert_eq!(t.to_commit(), vec![("t".into(), 0, 1)]);
+    }
+
+    #[test]
+    fn the_state_shows_the_frontier_and_the_age_of_what_holds_it() {
+        let start = Instant::now();
+        let mut t = OffsetTracker::new();
+        for o in 10..15 {
+            t.track_at("t", 2, o, start + Duration::from_secs(o as u64));
+        }
+        t.finish("t", 2, 10);
+        t.finish("t", 2, 12);
+        t.committed("t", 2, 11);
+        let now = start + Duration::from_secs(30);
+        assert_eq!(
+            t.states_at(now),
+            vec![PartitionState {
+                topic: "t".into(),
+                partition: 2,
+                committed: Some(11),
+                committable: Some(11),
+                in_flight: 3,
+                next: Some(15),
+                window: 4,
+                oldest_unfinished: Some(11),
+                oldest_unfinished_age: Some(Duration::from_secs(19)),
+                window_paused: false,
+                window_pauses: 0,
+            }]
+        );
+        t.finish("t", 2, 11);
+        let s = &t.states_at(now)[0];
+        assert_eq!((s.oldest_unfinished, s.window), (Some(13), 2));
+        assert_eq!(s.oldest_unfinished_age, Some(Duration::from_secs(17)));
+        t.finish("t", 2, 13);
+        t.finish("t", 2, 14);
+        let s = &t.states_at(now)[0];
+        assert_eq!((s.oldest_unfinished, s.oldest_unfinished_age), (None, None));
+        assert_eq!((s.committable, s.window), (Some(15), 0));
+        let json = serde_json::to_value(&t.states_at(now)[0]).expect("json");
+        assert_eq!(json["oldest_unfinished_age_s"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_full_window_pauses_its_partition_until_it_is_below_three_quarters() {
+        let mut t = OffsetTracker::new();
+        t.assign(&[("t".into(), 0), ("t".into(), 1)]);
+        for o in 0..7 {
+            t.track("t", 0, o);
+            assert!(!t.pause_if_full("t", 0, 8), "7 records, limit 8");
+        }
+        t.track("t", 0, 7);
+        assert!(t.pause_if_full("t", 0, 8), "8 records: pause");
+        assert!(!t.pause_if_full("t", 0, 8), "once");
+        assert!(t.is_window_paused("t", 0));
+        assert!(!t.is_window_paused("t", 1));
+        // Behind offset 0, the others finish: the window stays 8.
+        for o in 1..8 {
+            t.finish("t", 0, o);
+        }
+        assert!(t.resumable(8).is_empty());
+        t.finish("t", 0, 0);
+        assert_eq!(t.resumable(8), vec![("t".to_string(), 0)]);
+        assert!(t.resumable(8).is_empty(), "resumed once");
+        let s = &t.states()[0];
+        assert_eq!((s.window, s.window_paused, s.window_pauses), (0, false, 1));
+
+        // Hysteresis: 6 of 8 is 75%, not below; 5 is.
+        for o in 8..16 {
+            t.track("t", 0, o);
+        }
+        assert!(t.pause_if_full("t", 0, 8));
+        t.finish("t", 0, 8);
+        t.finish("t", 0, 9);
+        assert_eq!(t.window("t", 0), 6);
+        assert!(t.resumable(8).is_empty(), "at 75%");
+        t.finish("t", 0, 10);
+        assert_eq!(t.resumable(8).len(), 1, "below 75%");
+        assert_eq!(t.states()[0].window_pauses, 2);
+
+        // A revoked partition forgets its pause; a new assignment starts afresh.
+        for o in 16..24 {
+            t.track("t", 0, o);
+        }
+        assert!(t.pause_if_full("t", 0, 8));
+        t.remove(&[("t".into(), 0)]);
+        assert!(t.resumable(8).is_empty());
+        t.assign(&[("t".into(), 0)]);
+        assert!(!t.is_window_paused("t", 0));
+        assert_eq!(t.states()[0].window_pauses, 0);
     }
 
     proptest! {

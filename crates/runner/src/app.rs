@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sluicegate_core::GraphError;
 use sluicegate_kafka_io::KafkaIoError;
 use sluicegate_stages::store::{self, Store, StoreError};
 
@@ -11,7 +12,7 @@ use crate::cli::{ProduceArgs, exit};
 use crate::embedded::{CatchUp, Embedded, produce_generated};
 use crate::generate;
 use crate::pipeline::{self, PipelineError};
-use crate::runner::{LiveView, Runner, RunnerOptions, Stopped};
+use crate::runner::{LiveView, RunError, Runner, RunnerOptions, Stopped};
 use crate::settings::Settings;
 use crate::summary::Summary;
 
@@ -55,6 +56,40 @@ impl From<PipelineError> for AppError {
             PipelineError::Kafka(k) => AppError::Unavailable(k.to_string()),
             PipelineError::Store(s) => store_error(s),
             PipelineError::Config(c) => AppError::Config(c),
+        }
+    }
+}
+
+/// A run that could not start: a status address that cannot be bound is a
+/// bad setting (`run.http`), and so is a graph that is invalid; a start hook
+/// that failed names its service (unavailable), unless its error is about a
+/// setting.
+fn run_error(e: RunError) -> AppError {
+    match e {
+        RunError::Http(e) => AppError::Config(format!("run.http: {e:#}")),
+        RunError::Start(
+            g @ (GraphError::InvalidConfig { .. }
+            | GraphError::Unconnected { .. }
+            | GraphError::DuplicateName { .. }),
+        ) => AppError::Config(g.to_string()),
+        RunError::Start(g) => {
+            let setting = match &g {
+                GraphError::StartFailed { source, .. } => {
+                    matches!(
+                        source.downcast_ref::<KafkaIoError>(),
+                        Some(KafkaIoError::Config { .. })
+                    ) || matches!(
+                        source.downcast_ref::<StoreError>(),
+                        Some(StoreError::Config(_))
+                    )
+                }
+                _ => false,
+            };
+            if setting {
+                AppError::Config(g.to_string())
+            } else {
+                AppError::Unavailable(g.to_string())
+            }
         }
     }
 }
@@ -223,20 +258,23 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
         live_view: options.live_view,
         handle_signals: true,
     })
-    .extra_status(move || {
-        let partitions: Vec<_> = handles.iter().flat_map(|h| h.partitions()).collect();
-        serde_json::json!({ "kafka": { "partitions": partitions } })
-    });
-    let outcome = runner
-        .run(graph, stop)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    .kafka_sources(handles);
+    let outcome = runner.run(graph, stop).await.map_err(run_error)?;
+    if let Stopped::Forced(name) = outcome.stopped {
+        // No summary: the graph was abandoned mid-drain, its counts are not
+        // final. The records it held are read again at the next start.
+        eprintln!(
+            "sluicegate: {name} while draining: exiting now; unfinished records are read again at the next start"
+        );
+        return Ok(exit::FORCED);
+    }
     let summary = Summary::of(&pipeline, &outcome.report);
     println!("{summary}");
     match &outcome.stopped {
         Stopped::Signal(name) => println!("stopped by {name}"),
         Stopped::Condition => println!("stopped: every input record is committed"),
         Stopped::Finished => println!("stopped: the pipeline ended"),
+        Stopped::Forced(_) => {}
     }
     if let Some(path) = &options.summary_file {
         let json = serde_json::to_string_pretty(&summary)

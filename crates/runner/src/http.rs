@@ -2,8 +2,9 @@
 //! page at `/`.
 //!
 //! A [`StatusBoard`] holds what the server reports: the graph's
-//! [`Metrics`], the runner's lifecycle [`Phase`], and an optional callback
-//! for extra JSON (Kafka partition lag, counters, settings). [`serve`] binds
+//! [`Metrics`], the runner's lifecycle [`Phase`], the commit frontier of
+//! its Kafka sources ([`Frontier`], when it has some), and an optional
+//! callback for extra JSON (settings, anything else). [`serve`] binds
 //! an address and serves the board until a cancellation token fires.
 //!
 //! | path       | what                                                              |
@@ -57,6 +58,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 use sluicegate_core::{Metrics, Snapshot};
+
+use crate::frontier::Frontier;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -148,6 +151,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     phase: Mutex<Phase>,
     extra: Mutex<Option<ExtraFn>>,
+    frontier: Mutex<Option<Frontier>>,
     /// Oldest first; at most one sample older than [`WINDOW`] is kept.
     samples: Mutex<VecDeque<Sample>>,
 }
@@ -202,6 +206,7 @@ impl StatusBoard {
                 metrics,
                 phase: Mutex::new(Phase::Starting),
                 extra: Mutex::new(None),
+                frontier: Mutex::new(None),
                 samples: Mutex::new(VecDeque::new()),
             }),
         }
@@ -212,12 +217,20 @@ impl StatusBoard {
         &self.inner.metrics
     }
 
-    /// Sets the JSON merged into `/status` under `"extra"` (the runner puts
-    /// Kafka partition lag, counters and settings there). `f` runs at request
+    /// Sets the JSON merged into `/status` under `"extra"` (settings, or
+    /// anything else a host wants to show). `f` runs at request
     /// time on the server's task, so it must be quick and must not block;
     /// never put secrets in it. Replaces an earlier one.
     pub fn set_extra(&self, f: impl Fn() -> Value + Send + Sync + 'static) {
         *lock(&self.inner.extra) = Some(Arc::new(f));
+    }
+
+    /// Shows the commit frontier of the graph's Kafka sources: under
+    /// `"kafka"` in `/status` ([`Frontier::status`]), as
+    /// `sluicegate_kafka_*` series in `/metrics` ([`crate::frontier::prometheus`]),
+    /// and as a table on the page. Replaces an earlier one.
+    pub fn set_frontier(&self, frontier: Frontier) {
+        *lock(&self.inner.frontier) = Some(frontier);
     }
 
     /// Sets the lifecycle phase reported by `/health`, `/status`, `/metrics`
@@ -235,6 +248,10 @@ impl StatusBoard {
     /// old (the server's sampler calls this; requests do too).
     pub fn sample(&self) {
         let _ = self.window();
+        let frontier = lock(&self.inner.frontier).clone();
+        if let Some(f) = frontier {
+            f.sample();
+        }
     }
 
     /// Takes a snapshot, picks the baseline, and records the snapshot as a
@@ -288,6 +305,8 @@ impl StatusBoard {
     ///                                    (created, for a source)
     ///   "split": { "decode": { "busy": 0.4, "blocked": 0.0, "idle": 0.6 } },
     ///   "bottleneck": { "stage": "store", "busy": 0.97, "blocked": 0.0 } or null,
+    ///   "kafka": { "partitions": [..], "counters": {..}, "trend_every_s": 5.0 } or null,
+    ///                                    the commit frontier, see Frontier::status
     ///   "extra": ...                     what set_extra's callback returned, or null
     /// }
     /// ```
@@ -321,6 +340,8 @@ impl StatusBoard {
         // Called outside the lock, so the callback may use the board.
         let extra = lock(&self.inner.extra).clone();
         let extra = extra.map_or(Value::Null, |f| f());
+        let frontier = lock(&self.inner.frontier).clone();
+        let kafka = frontier.map_or(Value::Null, |f| f.status());
         let uptime_s = window.now.uptime_ns as f64 / 1e9;
         let graph = window.now.graph.clone();
         json!({
@@ -332,6 +353,7 @@ impl StatusBoard {
             "rates": rates,
             "split": split,
             "bottleneck": bottleneck,
+            "kafka": kafka,
             "extra": extra,
             "snapshot": window.now,
         })
@@ -339,7 +361,8 @@ impl StatusBoard {
 
     /// The text `/metrics` returns: [`Snapshot::to_prometheus`] followed by
     /// `sluicegate_phase{graph,phase}` (1 for the current phase, 0 for the
-    /// others) and `sluicegate_uptime_seconds{graph}`.
+    /// others), `sluicegate_uptime_seconds{graph}`, and the commit frontier
+    /// of the Kafka sources, if any ([`crate::frontier::prometheus`]).
     pub fn prometheus(&self) -> String {
         let snapshot = self.inner.metrics.snapshot();
         let mut out = snapshot.to_prometheus();
@@ -367,6 +390,10 @@ impl StatusBoard {
             "sluicegate_uptime_seconds{{graph=\"{g}\"}} {}",
             snapshot.uptime_ns as f64 / 1e9
         );
+        let frontier = lock(&self.inner.frontier).clone();
+        if let Some(f) = frontier {
+            out.push_str(&f.prometheus(&snapshot.graph));
+        }
         out
     }
 

@@ -5,7 +5,9 @@
 //! - [`Runner`] hosts any graph composed in code with the binary's plumbing:
 //!   signal handling with a bounded drain, the HTTP status server
 //!   ([`http`]: `/metrics`, `/status`, `/health` and a live graph page), the
-//!   live terminal view ([`view`]) and the exit code.
+//!   live terminal view ([`view`]) and the exit code; given the graph's
+//!   Kafka sources, it shows their commit frontier ([`frontier`]) in all of
+//!   them.
 //! - [`pipeline`] builds the reference pipeline (Kafka → decode → validate →
 //!   transform → store and produce, failures to a dead-letter topic);
 //!   [`app::run`] runs it the way `sluicegate run` does.
@@ -24,6 +26,7 @@
 pub mod app;
 pub mod cli;
 pub mod embedded;
+pub mod frontier;
 pub mod generate;
 pub mod http;
 pub mod pipeline;

@@ -72,8 +72,13 @@ fn main() {
         }
     });
     // Kafka clients and the blocking pool may still be winding down; the
-    // outcome is decided, so do not wait for them.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // outcome is decided, so do not wait for them (not at all after a
+    // forced stop: the abandoned graph is still unwinding).
+    if matches!(result, Ok(exit::FORCED)) {
+        runtime.shutdown_background();
+    } else {
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    }
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {

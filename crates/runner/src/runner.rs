@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use sluicegate_core::{CancellationToken, Graph, GraphError, Report};
 
+use sluicegate_kafka_io::KafkaSourceHandle;
+
 use crate::cli::exit;
+use crate::frontier::Frontier;
 use crate::http::{self, Phase, StatusBoard};
 use crate::view;
 
@@ -32,8 +35,8 @@ pub struct RunnerOptions {
     pub drain_timeout: Duration,
     /// The live view.
     pub live_view: LiveView,
-    /// Whether SIGINT and SIGTERM stop the graph (a second one forces the
-    /// process to exit with [`exit::FORCED`]).
+    /// Whether SIGINT and SIGTERM stop the graph (a second one ends the
+    /// drain at once: [`Runner::run`] returns with [`Stopped::Forced`]).
     pub handle_signals: bool,
 }
 
@@ -57,6 +60,10 @@ pub enum Stopped {
     Condition,
     /// A signal, by name.
     Signal(&'static str),
+    /// A further signal, by name, while the graph drained after a first
+    /// one: the drain was abandoned (what was still in the graph is read
+    /// again at the next start; it is never committed).
+    Forced(&'static str),
 }
 
 /// How a hosted run ended.
@@ -69,10 +76,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The process exit code: [`exit::OK`] when the graph drained with no
-    /// fatal error and nothing abandoned, else [`exit::FAILED`].
+    /// The process exit code: [`exit::FORCED`] when a second signal ended
+    /// the drain, [`exit::OK`] when the graph drained with no fatal error
+    /// and nothing abandoned, else [`exit::FAILED`].
     pub fn exit_code(&self) -> i32 {
-        if self.report.is_clean() {
+        if matches!(self.stopped, Stopped::Forced(_)) {
+            exit::FORCED
+        } else if self.report.is_clean() {
             exit::OK
         } else {
             exit::FAILED
@@ -106,6 +116,7 @@ impl Outcome {
 pub struct Runner {
     options: RunnerOptions,
     extra: Option<ExtraStatus>,
+    frontier: Option<Frontier>,
 }
 
 type ExtraStatus = std::sync::Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -115,6 +126,7 @@ impl std::fmt::Debug for Runner {
         f.debug_struct("Runner")
             .field("options", &self.options)
             .field("extra_status", &self.extra.is_some())
+            .field("frontier", &self.frontier)
             .finish()
     }
 }
@@ -136,10 +148,28 @@ impl Runner {
         Runner {
             options,
             extra: None,
+            frontier: None,
         }
     }
 
-    /// Extra JSON for `/status` under `"extra"` (Kafka lag, counters),
+    /// The graph's Kafka sources, whose commit frontier (per partition:
+    /// fetched, finished and committed offsets, lag, the oldest unfinished
+    /// record and its age, the window, pauses; and the sources' counters)
+    /// `/status`, `/metrics`, the page and the live view then show (see
+    /// [`Frontier`]).
+    pub fn kafka_sources(mut self, sources: impl IntoIterator<Item = KafkaSourceHandle>) -> Self {
+        self.frontier = Some(Frontier::new(sources));
+        self
+    }
+
+    /// Like [`Runner::kafka_sources`], with a frontier of your own (its
+    /// history kept at another pace, say).
+    pub fn frontier(mut self, frontier: Frontier) -> Self {
+        self.frontier = Some(frontier);
+        self
+    }
+
+    /// Extra JSON for `/status` under `"extra"` (settings, anything else),
     /// computed at each request.
     pub fn extra_status(
         mut self,
@@ -151,7 +181,10 @@ impl Runner {
 
     /// Runs `graph` until it ends by itself, `stop` completes, or (with
     /// signal handling on) SIGINT or SIGTERM arrives; then drains it within
-    /// the deadline.
+    /// the deadline. A further signal while it drains ends the drain at
+    /// once: the graph is abandoned (what it holds is never committed) and
+    /// the outcome says [`Stopped::Forced`]. It never exits the process:
+    /// the caller does, with [`Outcome::exit_code`].
     ///
     /// # Errors
     ///
@@ -167,6 +200,9 @@ impl Runner {
         if let Some(extra) = &self.extra {
             let extra = extra.clone();
             board.set_extra(move || extra());
+        }
+        if let Some(frontier) = &self.frontier {
+            board.set_frontier(frontier.clone());
         }
         board.set_phase(Phase::Starting);
         let quit = CancellationToken::new();
@@ -187,12 +223,14 @@ impl Runner {
             LiveView::Off => None,
             LiveView::Auto => Some(view::spawn(
                 metrics,
+                self.frontier.clone(),
                 Duration::from_secs(1),
                 false,
                 quit.clone(),
             )),
             LiveView::Force => Some(view::spawn(
                 metrics,
+                self.frontier.clone(),
                 Duration::from_secs(1),
                 true,
                 quit.clone(),
@@ -212,6 +250,7 @@ impl Runner {
         };
         board.set_phase(Phase::Running);
         let (why_tx, mut why_rx) = tokio::sync::watch::channel(Stopped::Finished);
+        let (forced_tx, forced_rx) = tokio::sync::oneshot::channel::<&'static str>();
         let stop_board = board.clone();
         let done = quit.clone();
         let stop_all = async move {
@@ -223,25 +262,31 @@ impl Runner {
                 }
             }
             stop_board.set_phase(Phase::Draining);
-            // While draining, a (further) signal forces the exit.
+            // While draining, a (further) signal ends the run at once.
             tokio::spawn(async move {
                 tokio::select! {
-                    name = signals.next() => {
-                        eprintln!("sluicegate: {name} while draining: exiting now; unfinished records are read again at the next start");
-                        std::process::exit(exit::FORCED);
-                    }
+                    name = signals.next() => { let _ = forced_tx.send(name); }
                     () = done.cancelled() => {}
                 }
             });
         };
-        let report = running
-            .run_until(stop_all, self.options.drain_timeout)
-            .await;
-        let stopped = why_rx.borrow_and_update().clone();
-        board.set_phase(if report.is_clean() {
-            Phase::Stopped
-        } else {
-            Phase::Failed(describe(&report))
+        let started = tokio::time::Instant::now();
+        let run = running.run_until(stop_all, self.options.drain_timeout);
+        let (report, stopped) = tokio::select! {
+            report = run => (report, why_rx.borrow_and_update().clone()),
+            Ok(name) = forced_rx => {
+                // Dropping the run drops the graph: everything in it is
+                // abandoned in the background (failed, never committed).
+                tracing::warn!(signal = name, "signal while draining: abandoning the drain; unfinished records are read again at the next start");
+                (forced_report(&board, started.elapsed()), Stopped::Forced(name))
+            }
+        };
+        board.set_phase(match &stopped {
+            Stopped::Forced(name) => {
+                Phase::Failed(format!("{name} while draining: the drain was abandoned"))
+            }
+            _ if report.is_clean() => Phase::Stopped,
+            _ => Phase::Failed(describe(&report)),
         });
         quit.cancel();
         if let Some(live) = live {
@@ -251,6 +296,20 @@ impl Runner {
             server.stopped().await;
         }
         Ok(Outcome { report, stopped })
+    }
+}
+
+/// The report of a run whose drain a signal ended: the metrics as they are,
+/// not drained.
+fn forced_report(board: &StatusBoard, elapsed: Duration) -> Report {
+    let snapshot = board.metrics().snapshot();
+    Report {
+        graph: snapshot.graph.clone(),
+        elapsed,
+        drained: false,
+        abandoned: snapshot.stages.iter().map(|s| s.abandoned).sum(),
+        errors: Vec::new(),
+        snapshot,
     }
 }
 

@@ -7,7 +7,18 @@
 //! kafka       1520  -                           4%      93%    3%
 //! decode      1520  [##########]   1024/1024    2%      96%    2%
 //! store       1519  [#####.....]    512/1024   97%       0%    3%  <- bottleneck
+//!
+//! kafka  commits 42  assignments 1  revocations 0  pauses: graph full 0, window 1
+//! partition  fetched  finished  committed  lag  oldest unfinished  window     paused
+//! orders/0     20000      7310       7310  12690  7310 (1m05s)      10000/10000  window
+//! orders/1     19874     19870      19850     30  19870 (12ms)      4/10000    -
 //! ```
+//!
+//! With the graph's Kafka sources ([`Frontier`]), a second table shows each
+//! partition's commit frontier ([`render_frontier`]): how far it was
+//! fetched, finished and committed, its lag, the oldest unfinished record
+//! and how long ago it was handed out, the window against its limit, and
+//! why it is paused.
 //!
 //! [`render`] draws one frame from snapshots (pure, so it is tested with
 //! fixed snapshots); [`spawn`] redraws it on a timer until shutdown, and
@@ -21,8 +32,11 @@ use std::time::Duration;
 use sluicegate_core::Snapshot;
 use sluicegate_core::metrics::StageSnapshot;
 use sluicegate_core::{Bottleneck, Metrics};
+use sluicegate_kafka_io::PartitionLag;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::frontier::{Counters, Frontier};
 
 /// Cells in a mailbox bar.
 const BAR: usize = 10;
@@ -194,6 +208,102 @@ fn cut(name: &str, max: usize) -> String {
     }
 }
 
+/// Renders the commit frontier: a line of counters, a header, and one row
+/// per partition: `topic/partition`, the fetched, finished and committed
+/// offsets, the lag, the oldest unfinished offset with how long ago it was
+/// handed out, the window against its limit, and why the partition is
+/// paused (`-` when it is not). Unknown values show as `-`. Columns are as
+/// wide as their widest value; every line ends with `\n` and is cut to
+/// `width` characters (no cut when `width` is 0).
+pub fn render_frontier(partitions: &[PartitionLag], counters: &Counters, width: usize) -> String {
+    let offset = |o: Option<i64>| o.map_or_else(|| "-".to_string(), |o| o.to_string());
+    let header = [
+        "partition",
+        "fetched",
+        "finished",
+        "committed",
+        "lag",
+        "oldest unfinished",
+        "window",
+        "paused",
+    ];
+    let mut rows: Vec<[String; 8]> = vec![header.map(str::to_string)];
+    for p in partitions {
+        let s = &p.state;
+        let oldest = match (s.oldest_unfinished, s.oldest_unfinished_age) {
+            (Some(o), Some(age)) => format!("{o} ({})", format_age(age)),
+            (Some(o), None) => o.to_string(),
+            _ => "-".to_string(),
+        };
+        rows.push([
+            format!("{}/{}", s.topic, s.partition),
+            offset(s.next),
+            offset(s.committable),
+            offset(s.committed),
+            offset(p.lag),
+            oldest,
+            format!("{}/{}", s.window, p.window_limit),
+            p.paused.map_or("-", |r| r.describe()).to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut lines = vec![format!(
+        "kafka  commits {}  assignments {}  revocations {}  pauses: graph full {}, window {}",
+        counters.commits,
+        counters.assignments,
+        counters.revocations,
+        counters.graph_full_pauses,
+        counters.window_pauses
+    )];
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            // Names and text left, numbers right.
+            if matches!(i, 0 | 5 | 6 | 7) {
+                let _ = write!(line, "{cell:<w$}");
+            } else {
+                let _ = write!(line, "{cell:>w$}");
+            }
+        }
+        lines.push(line);
+    }
+    let mut out = String::new();
+    for line in lines {
+        let line = line.trim_end();
+        if width > 0 && line.chars().count() > width {
+            out.extend(line.chars().take(width));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `850ms`, `12.3s`, `4m05s`, `2h13m`.
+fn format_age(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if ms < 3_600_000 {
+        let s = d.as_secs();
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        let m = d.as_secs() / 60;
+        format!("{}h{:02}m", m / 60, m % 60)
+    }
+}
+
 /// The width to draw at: the terminal's, less one column (so a full line
 /// never wraps), or [`DEFAULT_WIDTH`].
 fn terminal_width() -> usize {
@@ -205,7 +315,8 @@ fn terminal_width() -> usize {
 /// Spawns the refresher: draws a frame on stderr every `every` (the first
 /// at once, with rates since the start; then over the last period), moving
 /// the cursor back up to redraw in place, until `shutdown` is cancelled;
-/// then draws a last frame and ends, leaving it on screen.
+/// then draws a last frame and ends, leaving it on screen. With a
+/// `frontier`, each frame ends with its table ([`render_frontier`]).
 ///
 /// Does nothing (the task ends at once) when stderr is not a terminal,
 /// unless `force` is true. Log lines written to stderr meanwhile break the
@@ -216,6 +327,7 @@ fn terminal_width() -> usize {
 /// When called outside a Tokio runtime.
 pub fn spawn(
     metrics: Arc<Metrics>,
+    frontier: Option<Frontier>,
     every: Duration,
     force: bool,
     shutdown: CancellationToken,
@@ -234,7 +346,12 @@ pub fn spawn(
                 _ = tick.tick() => false,
             };
             let now = metrics.snapshot();
-            let frame = render(&now, before.as_ref(), terminal_width());
+            let width = terminal_width();
+            let mut frame = render(&now, before.as_ref(), width);
+            if let Some(f) = &frontier {
+                frame.push('\n');
+                frame.push_str(&render_frontier(&f.partitions(), &f.counters(), width));
+            }
             draw(&frame);
             before = Some(now);
             if last {

@@ -190,6 +190,23 @@ fn configuration_mistakes_exit_3_naming_the_setting() {
     }
 }
 
+/// A status address that cannot be bound is a bad setting (`run.http`):
+/// exit 3, like every other one, not 4 (a service unavailable).
+#[test]
+fn a_status_address_already_taken_exits_3_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = taken.local_addr().expect("its address").to_string();
+    let out = run(
+        &["run", "--records", "100", "--http", &addr],
+        "a status address already taken",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("run.http") && err.contains(&addr), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    drop(taken);
+}
+
 #[test]
 fn an_unreachable_broker_exits_4_within_the_connect_timeout() {
     let out = run(

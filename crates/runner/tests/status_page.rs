@@ -441,7 +441,9 @@ async fn health_is_503_with_the_error_once_failed() {
     assert_eq!(st["error"], "store: connection refused");
     assert_eq!(st["bottleneck"], Value::Null);
     assert_eq!(st["extra"], Value::Null);
+    assert_eq!(st["kafka"], Value::Null, "no Kafka source, no frontier");
     let metrics = get(addr, "/metrics").await.body;
+    assert!(!metrics.contains("sluicegate_kafka_"), "{metrics}");
     assert!(
         metrics.contains("sluicegate_phase{graph=\"idle\",phase=\"failed\"} 1\n"),
         "{metrics}"
@@ -525,4 +527,338 @@ async fn status_measures_over_a_recent_window() {
     );
 
     held.finish().await;
+}
+
+/// A stage that holds one record (partition 0, offset [`HELD_AT`]) until
+/// its gate opens and passes every other at once.
+struct HoldOne {
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+const HELD_AT: i64 = 3;
+
+impl sluicegate_core::Stage for HoldOne {
+    type In = bytes::Bytes;
+    type Out = ();
+    type Error = String;
+
+    async fn process(
+        &self,
+        _payload: bytes::Bytes,
+        origin: &sluicegate_core::Origin,
+    ) -> Result<sluicegate_core::Outputs<()>, String> {
+        if (origin.partition, origin.offset) == (Some(0), Some(HELD_AT)) {
+            self.gate
+                .acquire()
+                .await
+                .map_err(|e| e.to_string())?
+                .forget();
+        }
+        Ok(sluicegate_core::Outputs::one(()))
+    }
+}
+
+/// The text of the cell `col` in the row of `partition` of the page's
+/// partition table.
+fn cell(dom: &str, partition: i32, col: &str) -> String {
+    let row_start = dom
+        .find(&format!(
+            "data-topic=\"orders\" data-partition=\"{partition}\""
+        ))
+        .unwrap_or_else(|| panic!("no row for orders/{partition}:\n{dom}"));
+    let row = &dom[row_start..];
+    let row = &row[..row.find("</tr>").unwrap_or(row.len())];
+    let at = row
+        .find(&format!("data-col=\"{col}\""))
+        .unwrap_or_else(|| panic!("no {col} cell in {row}"));
+    let open = &row[at..];
+    let text = &open[open.find('>').map_or(0, |i| i + 1)..];
+    let text = &text[..text.find("</td>").unwrap_or(text.len())];
+    // The text before a chart, without the markup around it (bars, spans).
+    let text = &text[..text.find("<svg").unwrap_or(text.len())];
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}
+
+/// A Kafka source on librdkafka's mock cluster, two partitions of 40
+/// records, record 3 of partition 0 held, a window limit of 20 (well above
+/// the 7 records the graph holds): partition 0 is held back at offset 3 and
+/// paused by its window after offset 22; partition 1 is committed to its
+/// end. `/metrics`, `/status` and the page
+/// show exactly that, and the page draws each partition's lag and commit
+/// rate as charts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_frontier_on_metrics_status_and_the_page() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use sluicegate_kafka_io::{KafkaConfig, KafkaSource};
+    use sluicegate_runner::frontier::Frontier;
+
+    const RECORDS: i64 = 40;
+    const LIMIT: usize = 20;
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("a mock cluster");
+    cluster.create_topic("orders", 2, 1).expect("a topic");
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("a producer");
+    for partition in 0..2 {
+        for i in 0..RECORDS {
+            let payload = i.to_string();
+            producer
+                .send(
+                    BaseRecord::<(), String>::to("orders")
+                        .payload(&payload)
+                        .partition(partition),
+                )
+                .map_err(|(e, _)| e)
+                .expect("enqueued");
+        }
+    }
+    producer
+        .flush(Duration::from_secs(10))
+        .expect("every record delivered");
+
+    let source = KafkaSource::new(KafkaConfig::new(&brokers), "frontier-page", ["orders"])
+        .commit_interval(Duration::from_millis(20))
+        .lag_interval(Duration::from_millis(50))
+        .window_limit(LIMIT);
+    let frontier = Frontier::with_history([source.handle()], Duration::from_millis(100), 60);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut g = Graph::builder("frontier");
+    g.source("kafka", source)
+        .to(StageSpec::new("hold", HoldOne { gate: gate.clone() })
+            .capacity(4)
+            .concurrency(2));
+    let graph = g.build().expect("the graph builds");
+    let board = StatusBoard::new(graph.metrics().clone());
+    board.set_frontier(frontier.clone());
+    board.set_phase(Phase::Running);
+    let running = within(Duration::from_secs(5), "the graph to start", graph.start())
+        .await
+        .expect("the graph starts");
+    let shutdown = CancellationToken::new();
+    let server = serve(
+        "127.0.0.1:0".parse().expect("an address"),
+        board.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("the server binds a free port");
+    let addr = server.local_addr();
+
+    // Wait (real time: the consumer runs on its own thread) until the
+    // frontier has settled: partition 0 at the held record, paused by its
+    // window, partition 1 committed, both high watermarks read, and a few
+    // points of history.
+    within(
+        Duration::from_secs(60),
+        "partition 0 held back at offset 3 and partition 1 committed",
+        async {
+            loop {
+                let parts = frontier.partitions();
+                let settled = parts.len() == 2
+                    && parts[0].state.committed == Some(HELD_AT)
+                    && parts[0].state.window_paused
+                    && parts[0].lag.is_some()
+                    && parts[1].state.committed == Some(RECORDS)
+                    && parts[1].lag == Some(0);
+                let points = frontier.status()["partitions"][0]["trend"]["t"]
+                    .as_array()
+                    .map_or(0, Vec::len);
+                if settled && points >= 3 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+
+    // /metrics: the exact frontier.
+    let metrics = get(addr, "/metrics").await.body;
+    let p0 = "graph=\"frontier\",topic=\"orders\",partition=\"0\"";
+    let p1 = "graph=\"frontier\",topic=\"orders\",partition=\"1\"";
+    let held_window = (RECORDS - HELD_AT).min(LIMIT as i64);
+    for line in [
+        format!("sluicegate_kafka_partition_committed_offset{{{p0}}} {HELD_AT}"),
+        format!("sluicegate_kafka_partition_finished_offset{{{p0}}} {HELD_AT}"),
+        format!("sluicegate_kafka_partition_oldest_unfinished_offset{{{p0}}} {HELD_AT}"),
+        format!(
+            "sluicegate_kafka_partition_fetched_offset{{{p0}}} {}",
+            HELD_AT + LIMIT as i64
+        ),
+        format!("sluicegate_kafka_partition_window_records{{{p0}}} {held_window}"),
+        format!("sluicegate_kafka_partition_window_limit{{{p0}}} {LIMIT}"),
+        format!("sluicegate_kafka_partition_in_flight{{{p0}}} 1"),
+        format!("sluicegate_kafka_partition_high_watermark{{{p0}}} {RECORDS}"),
+        format!(
+            "sluicegate_kafka_partition_lag{{{p0}}} {}",
+            RECORDS - HELD_AT
+        ),
+        format!("sluicegate_kafka_partition_paused{{{p0},reason=\"window\"}} 1"),
+        format!("sluicegate_kafka_partition_paused{{{p0},reason=\"graph_full\"}} 0"),
+        format!("sluicegate_kafka_partition_window_pauses_total{{{p0}}} 1"),
+        format!("sluicegate_kafka_partition_committed_offset{{{p1}}} {RECORDS}"),
+        format!("sluicegate_kafka_partition_fetched_offset{{{p1}}} {RECORDS}"),
+        format!("sluicegate_kafka_partition_lag{{{p1}}} 0"),
+        format!("sluicegate_kafka_partition_window_records{{{p1}}} 0"),
+        format!("sluicegate_kafka_partition_oldest_unfinished_age_seconds{{{p1}}} 0"),
+        format!("sluicegate_kafka_partition_paused{{{p1},reason=\"window\"}} 0"),
+        "sluicegate_kafka_assignments_total{graph=\"frontier\"} 1".to_string(),
+        "sluicegate_kafka_revocations_total{graph=\"frontier\"} 0".to_string(),
+        "sluicegate_kafka_pauses_total{graph=\"frontier\",reason=\"window\"} 1".to_string(),
+        format!(
+            "sluicegate_kafka_records_total{{graph=\"frontier\"}} {}",
+            RECORDS + HELD_AT + LIMIT as i64
+        ),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no line {line:?} in\n{metrics}"
+        );
+    }
+    let age: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "sluicegate_kafka_partition_oldest_unfinished_age_seconds{{{p0}}} "
+            ))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no age for partition 0 in\n{metrics}"));
+    assert!(age > 0.0, "the held record has an age: {age}");
+    assert!(
+        !metrics.contains(&format!(
+            "sluicegate_kafka_partition_oldest_unfinished_offset{{{p1}}}"
+        )),
+        "nothing unfinished on partition 1"
+    );
+
+    // /status: the same, as JSON.
+    let st = get(addr, "/status").await.json();
+    let parts = &st["kafka"]["partitions"];
+    assert_eq!(parts[0]["topic"], "orders");
+    assert_eq!(parts[0]["partition"], 0);
+    assert_eq!(parts[0]["committed"], HELD_AT);
+    assert_eq!(parts[0]["oldest_unfinished"], HELD_AT);
+    assert!(
+        parts[0]["oldest_unfinished_age_s"]
+            .as_f64()
+            .is_some_and(|a| a > 0.0)
+    );
+    assert_eq!(parts[0]["paused"], "window");
+    assert_eq!(parts[0]["window"], held_window);
+    assert_eq!(parts[1]["committed"], RECORDS);
+    assert_eq!(parts[1]["oldest_unfinished"], Value::Null);
+    assert_eq!(parts[1]["paused"], Value::Null);
+    assert!(
+        parts[0]["trend"]["lag"]
+            .as_array()
+            .is_some_and(|l| l.len() >= 3),
+        "{st}"
+    );
+    assert_eq!(st["kafka"]["counters"]["window_pauses"], 1);
+
+    // The page: a row per partition with those values, and the charts.
+    let dom = dump_dom(&format!("http://{addr}/")).await;
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page never drew:\n{dom}"
+    );
+    assert_eq!(
+        dom.matches("data-topic=\"orders\" data-partition=").count(),
+        2,
+        "two partition rows:\n{dom}"
+    );
+    for (col, text) in [
+        ("partition", "orders/0".to_string()),
+        ("fetched", (HELD_AT + LIMIT as i64).to_string()),
+        ("finished", HELD_AT.to_string()),
+        ("committed", HELD_AT.to_string()),
+        ("lag", (RECORDS - HELD_AT).to_string()),
+        ("oldest", HELD_AT.to_string()),
+        ("window", format!("{held_window}/{LIMIT}")),
+        ("in_flight", "1".to_string()),
+        ("paused", "window".to_string()),
+    ] {
+        assert_eq!(cell(&dom, 0, col), text, "partition 0, {col}");
+    }
+    assert_ne!(cell(&dom, 0, "age"), "-", "the held record's age");
+    for (col, text) in [
+        ("committed", RECORDS.to_string()),
+        ("lag", "0".to_string()),
+        ("oldest", "-".to_string()),
+        ("age", "-".to_string()),
+        ("window", format!("0/{LIMIT}")),
+        ("paused", "-".to_string()),
+    ] {
+        assert_eq!(cell(&dom, 1, col), text, "partition 1, {col}");
+    }
+    let row0 = tags_with_tr(&dom, "data-partition=\"0\"");
+    assert!(
+        row0.contains("class=\"partition paused\"") && row0.contains("data-paused=\"window\""),
+        "{row0}"
+    );
+    for series in ["lag", "rate"] {
+        let charts = dom
+            .matches(&format!("class=\"sparkline\" data-series=\"{series}\""))
+            .count();
+        assert_eq!(charts, 2, "a {series} chart per partition:\n{dom}");
+    }
+    assert!(
+        dom.contains("<polyline points="),
+        "the charts draw lines through several points:\n{dom}"
+    );
+
+    // Released: everything commits.
+    gate.add_permits(1);
+    within(Duration::from_secs(60), "every record committed", async {
+        while frontier
+            .partitions()
+            .iter()
+            .any(|p| p.state.committed != Some(RECORDS))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let metrics = get(addr, "/metrics").await.body;
+    assert!(
+        metrics.contains(&format!(
+            "sluicegate_kafka_partition_paused{{{p0},reason=\"window\"}} 0\n"
+        )),
+        "{metrics}"
+    );
+    let report = within(
+        Duration::from_secs(30),
+        "the graph to drain",
+        running.shutdown(Duration::from_secs(20)),
+    )
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    shutdown.cancel();
+    within(
+        Duration::from_secs(5),
+        "the HTTP server to stop",
+        server.stopped(),
+    )
+    .await;
+}
+
+/// The `<tr ...>` start tag that carries `attr`.
+fn tags_with_tr<'a>(dom: &'a str, attr: &str) -> &'a str {
+    dom.match_indices("<tr ")
+        .filter_map(|(i, _)| dom[i..].find('>').map(|end| &dom[i..i + end + 1]))
+        .find(|tag| tag.contains(attr))
+        .unwrap_or_else(|| panic!("no <tr> with {attr}:\n{dom}"))
 }

@@ -258,6 +258,7 @@ async fn the_refresher_stays_quiet_without_a_terminal() {
     let shutdown = CancellationToken::new();
     let view = spawn(
         g.metrics(),
+        None,
         Duration::from_millis(10),
         false,
         shutdown.clone(),
@@ -278,6 +279,7 @@ async fn a_forced_refresher_runs_until_shutdown() {
     let shutdown = CancellationToken::new();
     let view = spawn(
         g.metrics(),
+        None,
         Duration::from_millis(10),
         true,
         shutdown.clone(),

@@ -123,9 +123,20 @@ pub fn producer(brokers: &str) -> FutureProducer {
 
 /// Produces records `0..n`: payload and key are the decimal number, partition `i % partitions`.
 pub async fn produce_numbers(brokers: &str, topic: &str, partitions: i32, n: u64) {
+    produce_range(brokers, topic, partitions, 0..n).await
+}
+
+/// Produces the records of `numbers` like [`produce_numbers`]: payload and
+/// key are the decimal number, partition `i % partitions`.
+pub async fn produce_range(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    numbers: std::ops::Range<u64>,
+) {
     let p = producer(brokers);
     let mut pending = Vec::new();
-    for i in 0..n {
+    for i in numbers {
         let s = i.to_string();
         let rec = FutureRecord::to(topic)
             .payload(&s)

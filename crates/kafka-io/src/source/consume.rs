@@ -1,0 +1,339 @@
+//! The consumer thread's loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Headers, Message};
+use sluicegate_core::mailbox::TrySendError;
+use sluicegate_core::{Ack, AckReceiver, Envelope, Origin, SourceContext};
+
+use super::KafkaSource;
+use super::acker::Acker;
+use super::callbacks::Callbacks;
+use super::pause::{pause_full_window, resume_shrunk_windows, set_graph_paused};
+use super::shared::{Shared, commit, lock, release_held};
+use crate::config::KafkaConfig;
+use crate::error::KafkaIoError;
+
+impl KafkaSource {
+    pub(super) fn consume(
+        self,
+        mut cx: SourceContext<Bytes>,
+        rt: tokio::runtime::Handle,
+    ) -> Result<(), KafkaIoError> {
+        let shared = self.shared.clone();
+        let callbacks = Callbacks {
+            shared: shared.clone(),
+            revoke_timeout: self.revoke_timeout,
+        };
+        let consumer: BaseConsumer<Callbacks> = self
+            .config
+            .client_config()
+            .create_with_context(callbacks)
+            .map_err(|e| self.config.explain(e))?;
+        check_topics(&consumer, &self.config, &self.topics, self.connect_timeout)?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        tracing::info!(source = cx.name(), topics = ?self.topics, group = self.config.get("group.id"), "consuming");
+
+        let receiver: Arc<dyn AckReceiver> = Arc::new(Acker {
+            shared: shared.clone(),
+            shutdown: cx.shutdown_token(),
+        });
+        let transactional = shared.transactional.load(Ordering::SeqCst);
+        let window_limit = shared.window_limit.load(Ordering::Relaxed);
+        let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut last_commit = Instant::now();
+        let mut last_group_metadata = Instant::now();
+        let mut last_watermarks = Instant::now();
+        let mut draining = false;
+        let mut full_since: Option<Instant> = None;
+        let result = loop {
+            if cx.is_abandoned() {
+                tracing::warn!(
+                    source = cx.name(),
+                    "shutdown deadline passed; committing only what finished"
+                );
+                break Ok(());
+            }
+            if let Some(in_flight) = lock(&shared.revoke_failure).take() {
+                break Err(KafkaIoError::RevokeTimedOut {
+                    in_flight,
+                    timeout: self.revoke_timeout,
+                });
+            }
+            if let Some(failure) = shared.take_failure() {
+                break Err(failure);
+            }
+            if transactional {
+                // The sink commits; keep the generation it sends current.
+                if last_group_metadata.elapsed() >= Duration::from_secs(1) {
+                    shared.refresh_group_metadata(&consumer);
+                    last_group_metadata = Instant::now();
+                }
+            } else if last_commit.elapsed() >= self.commit_interval
+                || shared.finished_since_commit.load(Ordering::Relaxed) >= self.commit_every
+            {
+                // Synchronous: one round trip per interval (or per
+                // `commit_every` records) keeps the committed view exact,
+                // without relying on librdkafka serving commit callbacks.
+                let offsets = lock(&shared.tracker).to_commit();
+                commit(&consumer, &shared, &offsets, CommitMode::Sync);
+                last_commit = Instant::now();
+            }
+            if last_watermarks.elapsed() >= self.lag_interval {
+                refresh_watermarks(&consumer, &shared);
+                last_watermarks = Instant::now();
+            }
+            if cx.is_shutting_down() && !draining {
+                draining = true;
+                release_held(&shared, None, "shutting down before the graph took it");
+                set_graph_paused(&consumer, &shared, true);
+            }
+            if draining {
+                if lock(&shared.tracker).in_flight(None) == 0 {
+                    break Ok(());
+                }
+                // Keep serving the group while the graph drains.
+                if let Some(Ok(m)) = cx.idle_blocking(|| consumer.poll(Duration::from_millis(10))) {
+                    if let Some(env) =
+                        envelope(&m, &shared, &receiver, &mut topic_names, self.keep_raw)
+                    {
+                        lock(&shared.held).push_back(env);
+                        release_held(&shared, None, "shutting down before the graph took it");
+                    }
+                }
+                continue;
+            }
+            resume_shrunk_windows(&consumer, &shared, window_limit);
+            if let Err(closed) = emit_held(&mut cx, &shared) {
+                // A stage that stopped resolved what it held before its
+                // mailbox closed: name that record rather than the closing.
+                break Err(shared.take_failure().unwrap_or(closed));
+            }
+            let paused = shared.paused.load(Ordering::Relaxed);
+            if lock(&shared.held).is_empty() {
+                full_since = None;
+                if paused {
+                    set_graph_paused(&consumer, &shared, false);
+                }
+            } else {
+                // The graph is full.
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if !paused && since.elapsed() >= self.pause_after {
+                    set_graph_paused(&consumer, &shared, true);
+                }
+                let wait = if paused {
+                    self.poll_interval
+                } else {
+                    self.pause_after.saturating_sub(since.elapsed())
+                };
+                rt.block_on(cx.ready_within(wait.min(self.poll_interval)));
+                if !shared.paused.load(Ordering::Relaxed) {
+                    // Short stall: wait without polling; the prefetched
+                    // records stay in librdkafka's bounded buffer.
+                    continue;
+                }
+            }
+            let timeout = if shared.paused.load(Ordering::Relaxed) {
+                Duration::ZERO
+            } else {
+                self.poll_interval
+            };
+            match cx.idle_blocking(|| consumer.poll(timeout)) {
+                None => {}
+                Some(Ok(message)) => {
+                    if let Some(env) = envelope(
+                        &message,
+                        &shared,
+                        &receiver,
+                        &mut topic_names,
+                        self.keep_raw,
+                    ) {
+                        lock(&shared.held).push_back(env);
+                    }
+                    // Before the next poll: librdkafka drops what it had
+                    // fetched for a partition it pauses, so the window holds
+                    // exactly its limit.
+                    pause_full_window(
+                        &consumer,
+                        &shared,
+                        message.topic(),
+                        message.partition(),
+                        window_limit,
+                    );
+                }
+                Some(Err(e)) => {
+                    if let Some((code, reason)) = consumer.client().fatal_error() {
+                        tracing::error!(%reason, "fatal consumer error");
+                        break Err(KafkaIoError::Client(
+                            rdkafka::error::KafkaError::MessageConsumptionFatal(code),
+                        ));
+                    }
+                    tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                }
+            }
+        };
+        // Final commit of everything finished, synchronously, then leave the
+        // group (in transactional mode the sink's last transaction did).
+        shared.closing.store(true, Ordering::SeqCst);
+        release_held(&shared, None, "shutting down before the graph took it");
+        let offsets = if transactional {
+            Vec::new()
+        } else {
+            lock(&shared.tracker).to_commit()
+        };
+        commit(&consumer, &shared, &offsets, CommitMode::Sync);
+        let uncommitted: i64 = lock(&shared.tracker)
+            .states()
+            .iter()
+            .map(|s| s.next.unwrap_or(0) - s.committed.or(s.committable).unwrap_or(0))
+            .sum();
+        shared
+            .stats
+            .uncommitted_at_stop
+            .store(uncommitted.max(0) as u64, Ordering::Relaxed);
+        consumer.unsubscribe();
+        drop(consumer);
+        shared.stopped.store(true, Ordering::SeqCst);
+        tracing::info!(source = cx.name(), committed = ?offsets, uncommitted, "consumer stopped");
+        if let Err(e) = &result {
+            tracing::error!(source = cx.name(), error = %e, "Kafka source stopped with an error");
+        }
+        result
+    }
+}
+
+/// Hands held envelopes to the graph until it is full.
+fn emit_held(cx: &mut SourceContext<Bytes>, shared: &Shared) -> Result<(), KafkaIoError> {
+    let mut held = lock(&shared.held);
+    while let Some(env) = held.pop_front() {
+        match cx.try_emit(env) {
+            Ok(()) => {
+                shared.stats.records.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(env)) => {
+                held.push_front(env);
+                return Ok(());
+            }
+            Err(TrySendError::Closed(env)) => {
+                held.push_front(env);
+                drop(held);
+                release_held(shared, None, "the graph stopped");
+                return Err(KafkaIoError::Client(rdkafka::error::KafkaError::Canceled));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The envelope of a fetched record, tracked; `None` (counted) when the
+/// record was handed out before (fetched again after a position reset).
+fn envelope(
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    shared: &Shared,
+    receiver: &Arc<dyn AckReceiver>,
+    topics: &mut HashMap<String, Arc<str>>,
+    keep_raw: bool,
+) -> Option<Envelope<Bytes>> {
+    let topic = match topics.get(m.topic()) {
+        Some(t) => t.clone(),
+        None => {
+            let t: Arc<str> = m.topic().into();
+            topics.insert(m.topic().to_string(), t.clone());
+            t
+        }
+    };
+    // Track before the graph can see it: its acknowledgement may arrive at once.
+    if !lock(&shared.tracker).track(&topic, m.partition(), m.offset()) {
+        shared
+            .stats
+            .skipped_refetched
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(topic = %topic, partition = m.partition(), offset = m.offset(), "record fetched again; already handed out, skipped");
+        return None;
+    }
+    let payload = m.payload().map(Bytes::copy_from_slice);
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        h.value.map(Bytes::copy_from_slice).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let origin = Origin {
+        topic: Some(topic.clone()),
+        partition: Some(m.partition()),
+        offset: Some(m.offset()),
+        key: m.key().map(Bytes::copy_from_slice),
+        timestamp: m.timestamp().to_millis(),
+        headers,
+        raw: if keep_raw { payload.clone() } else { None },
+    };
+    Some(Envelope::new(
+        payload.unwrap_or_default(),
+        Ack::new(origin, receiver.clone()),
+    ))
+}
+
+/// The high watermark of every assigned partition, in one request per
+/// partition leader (ListOffsets for the latest offset): the consumer thread
+/// stops polling for one round trip, however many partitions it owns.
+fn refresh_watermarks(consumer: &BaseConsumer<Callbacks>, shared: &Shared) {
+    let Ok(mut query) = consumer.assignment() else {
+        return;
+    };
+    // In a timestamp query, `End` (-1) asks for the latest offset: the high
+    // watermark.
+    if query.count() == 0 || query.set_all_offsets(Offset::End).is_err() {
+        return;
+    }
+    let Ok(latest) = consumer.offsets_for_times(query, Duration::from_millis(500)) else {
+        return;
+    };
+    let mut marks = lock(&shared.high_watermarks);
+    for e in latest.elements() {
+        if let (Offset::Offset(high), Ok(())) = (e.offset(), e.error()) {
+            marks.insert((e.topic().to_string(), e.partition()), high);
+        }
+    }
+}
+
+/// Fails fast (within `timeout`) if the cluster is unreachable or a topic
+/// does not exist.
+pub(super) fn check_topics(
+    consumer: &BaseConsumer<Callbacks>,
+    config: &KafkaConfig,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<usize, KafkaIoError> {
+    let metadata =
+        consumer
+            .fetch_metadata(None, timeout)
+            .map_err(|source| KafkaIoError::Unreachable {
+                brokers: config.get("bootstrap.servers").unwrap_or("?").to_string(),
+                waited: timeout,
+                source,
+            })?;
+    let mut partitions = 0;
+    for topic in topics {
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                partitions += t.partitions().len()
+            }
+            _ => return Err(KafkaIoError::UnknownTopic(topic.clone())),
+        }
+    }
+    Ok(partitions)
+}

@@ -1,0 +1,264 @@
+//! State shared by the consumer thread, its librdkafka callbacks and the
+//! acknowledgements arriving from the graph.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
+};
+use rdkafka::{Offset, TopicPartitionList};
+use sluicegate_core::{DropReason, Envelope, FailureKind, ItemError};
+
+use crate::error::KafkaIoError;
+use crate::tracker::OffsetTracker;
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counters of one Kafka source.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SourceStats {
+    /// Records handed to the graph.
+    pub records: AtomicU64,
+    /// Offset commits that succeeded.
+    pub commits: AtomicU64,
+    /// Offset commits that failed (retried at the next one).
+    pub commit_failures: AtomicU64,
+    /// Times the partitions were paused because the graph was full.
+    pub pauses: AtomicU64,
+    /// Times a partition was paused because its window reached the limit
+    /// ([`KafkaSource::window_limit`](super::KafkaSource::window_limit)).
+    pub window_pauses: AtomicU64,
+    /// Partition assignments received (the first one included).
+    pub assignments: AtomicU64,
+    /// Revocations handled.
+    pub revocations: AtomicU64,
+    /// Revocations that gave up waiting for in-flight records.
+    pub revoke_timeouts: AtomicU64,
+    /// Acknowledgements for partitions no longer owned (ignored).
+    pub late_acks: AtomicU64,
+    /// Records handed out but not committed when the source stopped: at most
+    /// this many are read again after a restart.
+    pub uncommitted_at_stop: AtomicU64,
+    /// Records fetched again at or below an offset already handed out (after
+    /// a fetch position reset): skipped, since each is in flight or finished.
+    pub skipped_refetched: AtomicU64,
+}
+
+/// State shared by the consumer thread, its callbacks and the
+/// acknowledgements arriving from the graph.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    pub(super) tracker: Mutex<OffsetTracker>,
+    /// Signalled whenever a record finishes or fails.
+    pub(super) changed: Condvar,
+    /// Envelopes read but not yet taken by the graph (it was full).
+    pub(super) held: Mutex<VecDeque<Envelope<Bytes>>>,
+    pub(super) finished_since_commit: AtomicUsize,
+    /// See [`KafkaSource::window_limit`](super::KafkaSource::window_limit).
+    pub(super) window_limit: AtomicUsize,
+    pub(super) paused: AtomicBool,
+    /// Set once the source is stopping: a revoke then does not wait.
+    pub(super) closing: AtomicBool,
+    /// Set when the consumer has left the group.
+    pub(super) stopped: AtomicBool,
+    pub(super) stats: SourceStats,
+    pub(super) high_watermarks: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Offsets are committed by a transactional sink, never by the source.
+    pub(super) transactional: AtomicBool,
+    /// The consumer group metadata, refreshed on the consumer thread.
+    pub(super) group_metadata: GroupMetadataSlot,
+    /// Partitions revoked and not assigned again since.
+    pub(super) released: Mutex<BTreeSet<(String, i32)>>,
+    /// The first record that ended unfinished (the source stops with it).
+    pub(super) failure: Mutex<Option<RecordFailure>>,
+    /// Records still in flight when a revocation in transactional mode gave
+    /// up waiting for them.
+    pub(super) revoke_failure: Mutex<Option<usize>>,
+}
+
+/// A record that ended without finishing, and why.
+#[derive(Debug)]
+pub(super) struct RecordFailure {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    pub(super) error: ItemError,
+}
+
+impl RecordFailure {
+    /// The error the source stops with.
+    pub(super) fn into_error(self) -> KafkaIoError {
+        let RecordFailure {
+            topic,
+            partition,
+            offset,
+            error,
+        } = self;
+        match error.kind() {
+            FailureKind::Leaked => KafkaIoError::RecordLeaked {
+                topic,
+                partition,
+                offset,
+            },
+            FailureKind::Abandoned => KafkaIoError::RecordAbandoned {
+                topic,
+                partition,
+                offset,
+                stage: error.stage().to_string(),
+                reason: error.message().to_string(),
+            },
+            _ => KafkaIoError::RecordFailed {
+                topic,
+                partition,
+                offset,
+            },
+        }
+    }
+}
+
+/// Whether a partition is this consumer's, for a transactional sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// Assigned and tracked.
+    Owned,
+    /// Revoked since its records were handed out.
+    Revoked,
+    /// Never consumed by this source.
+    Foreign,
+}
+
+/// The consumer's group metadata (member id, generation), captured on the
+/// consumer thread after each assignment for a transactional sink to send
+/// with its offsets.
+#[derive(Default)]
+pub(super) struct GroupMetadataSlot(pub(super) Mutex<Option<Arc<ConsumerGroupMetadata>>>);
+
+impl std::fmt::Debug for GroupMetadataSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = lock(&self.0).is_some();
+        f.debug_struct("GroupMetadata")
+            .field("known", &known)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Keeps `failure` as the source's failure unless one is kept already
+    /// (an earlier offset of the same partition replaces it); returns
+    /// whether it was kept.
+    pub(super) fn note_failure(&self, failure: RecordFailure) -> bool {
+        let mut kept = lock(&self.failure);
+        let replace = match &*kept {
+            None => true,
+            Some(k) => {
+                k.topic == failure.topic
+                    && k.partition == failure.partition
+                    && failure.offset < k.offset
+            }
+        };
+        if replace {
+            *kept = Some(failure);
+        }
+        replace
+    }
+
+    /// The error the source stops with, when a record ended unfinished.
+    pub(super) fn take_failure(&self) -> Option<KafkaIoError> {
+        lock(&self.failure).take().map(RecordFailure::into_error)
+    }
+
+    pub(super) fn refresh_group_metadata<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        if self.transactional.load(Ordering::Relaxed) {
+            if let Some(gm) = consumer.group_metadata() {
+                *lock(&self.group_metadata.0) = Some(Arc::new(gm));
+            }
+        }
+    }
+}
+
+/// Commits `offsets` (topic, partition, next offset to read).
+pub(super) fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    shared: &Shared,
+    offsets: &[(String, i32, i64)],
+    mode: CommitMode,
+) {
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in offsets {
+        if let Err(e) = tpl.add_partition_offset(t, *p, Offset::Offset(*o)) {
+            tracing::warn!(error = %e, "bad offset to commit");
+            return;
+        }
+    }
+    shared.finished_since_commit.store(0, Ordering::Relaxed);
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => {
+            shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+            if matches!(mode, CommitMode::Sync) {
+                let mut tracker = lock(&shared.tracker);
+                for (t, p, o) in offsets {
+                    tracker.committed(t, *p, *o);
+                }
+            }
+        }
+        Err(e) => {
+            shared.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
+            log_commit_failure(&e);
+        }
+    }
+}
+
+pub(super) fn log_commit_failure(e: &rdkafka::error::KafkaError) {
+    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::RebalanceInProgress) {
+        // Expected while a rebalance is pending; the next commit retries.
+        tracing::debug!(error = %e, "offset commit refused during a rebalance");
+    } else {
+        tracing::warn!(error = %e, "offset commit failed; the next commit retries");
+    }
+}
+
+/// Takes back held envelopes (of `parts`, or all): their offsets are
+/// rewound in the tracker so no commit passes them, and their
+/// acknowledgements resolve without effect.
+pub(super) fn release_held(shared: &Shared, parts: Option<&[(String, i32)]>, why: &'static str) {
+    let taken: Vec<Envelope<Bytes>> = {
+        let mut held = lock(&shared.held);
+        let (take, keep): (Vec<_>, Vec<_>) = held.drain(..).partition(|env| {
+            let o = env.origin();
+            parts.is_none_or(|ps| {
+                ps.iter()
+                    .any(|(t, p)| o.topic.as_deref() == Some(t.as_str()) && o.partition == Some(*p))
+            })
+        });
+        held.extend(keep);
+        take
+    };
+    if taken.is_empty() {
+        return;
+    }
+    {
+        let mut tracker = lock(&shared.tracker);
+        let mut firsts: HashMap<(&str, i32), i64> = HashMap::new();
+        for env in &taken {
+            let o = env.origin();
+            if let (Some(t), Some(p), Some(off)) = (o.topic.as_deref(), o.partition, o.offset) {
+                let first = firsts.entry((t, p)).or_insert(off);
+                *first = (*first).min(off);
+            }
+        }
+        for ((t, p), off) in firsts {
+            tracker.rewind(t, p, off);
+        }
+    }
+    for env in taken {
+        env.into_parts().1.drop_with(DropReason::Other(why.into()));
+    }
+}
