@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// Give up at start when the cluster does not answer within this [default: 10000].
     #[arg(long, env = "SLUICEGATE_CONNECT_TIMEOUT_MS")]
     pub connect_timeout_ms: Option<u64>,
+    /// Per partition, records handed out from its oldest unfinished one on
+    /// before it is paused [default: 10000].
+    #[arg(long, env = "SLUICEGATE_WINDOW_LIMIT")]
+    pub window_limit: Option<usize>,
     /// Exactly-once: outputs and consumed offsets commit in Kafka
     /// transactions, after the store; needs an output topic and --workers 1.
     #[arg(long, env = "SLUICEGATE_EXACTLY_ONCE")]
@@ -272,6 +276,7 @@ impl RunArgs {
         set(&mut k.pause_after_ms, &self.pause_after_ms);
         set(&mut k.revoke_timeout_ms, &self.revoke_timeout_ms);
         set(&mut k.connect_timeout_ms, &self.connect_timeout_ms);
+        set(&mut k.window_limit, &self.window_limit);
         if self.exactly_once {
             k.exactly_once = true;
         }

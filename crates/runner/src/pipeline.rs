@@ -198,6 +198,7 @@ pub async fn build(
                 .pause_after(Duration::from_millis(k.pause_after_ms))
                 .revoke_timeout(Duration::from_millis(k.revoke_timeout_ms))
                 .keep_raw(true)
+                .window_limit(k.window_limit)
                 .transactional(k.exactly_once)
         })
         .collect();

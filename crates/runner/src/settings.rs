@@ -18,6 +18,7 @@
 //! pause_after_ms = 500
 //! revoke_timeout_ms = 10000
 //! connect_timeout_ms = 10000
+//! window_limit = 10000           # per partition: records behind its oldest unfinished one
 //! exactly_once = false            # true: outputs and offsets in Kafka transactions
 //! transactional_id = ""           # "" = "sluicegate-{group}"; unique per process
 //! [kafka.properties]              # any librdkafka property, passed through
@@ -90,6 +91,11 @@ pub struct KafkaSettings {
     pub revoke_timeout_ms: u64,
     /// Give up at start if the cluster does not answer within this.
     pub connect_timeout_ms: u64,
+    /// Per partition, how many records may be handed out from its oldest
+    /// unfinished one on before that partition alone is paused (resumed
+    /// below 75%): one stuck record cannot grow the uncommitted window
+    /// without bound.
+    pub window_limit: usize,
     /// Exactly-once Kafka to Kafka: each batch's output records and the
     /// consumed offsets they cover commit in one Kafka transaction, after
     /// the batch's rows committed in the store (see
@@ -120,6 +126,7 @@ impl Default for KafkaSettings {
             pause_after_ms: 500,
             revoke_timeout_ms: 10_000,
             connect_timeout_ms: 10_000,
+            window_limit: sluicegate_kafka_io::KafkaSource::DEFAULT_WINDOW_LIMIT,
             exactly_once: false,
             transactional_id: String::new(),
             properties: BTreeMap::new(),
@@ -409,6 +416,9 @@ impl Settings {
         }
         if self.kafka.workers == 0 {
             return bad("kafka.workers", "must be at least 1");
+        }
+        if self.kafka.window_limit == 0 {
+            return bad("kafka.window_limit", "must be at least 1");
         }
         if self.kafka.input_topic.is_empty() {
             return bad("kafka.input_topic", "must not be empty");

@@ -368,8 +368,24 @@ fn a_store_held_by_a_lock_stalls_without_a_rebalance() {
         "max.poll.interval.ms=8000",
         "--http",
         &http,
+        // Slow enough that most of the input is still to come when the
+        // lock is taken (at full speed the run could end first, and the
+        // store would sit idle behind the lock).
+        "--hash-rounds",
+        "200",
+        "--transform-workers",
+        "1",
     ]);
-    cluster.wait_committed(&p.group, PARTITIONS, (records / 5) as i64);
+    // Once the store has written its first rows (it created the table).
+    let started = Instant::now();
+    while p.stored().is_empty() {
+        assert!(
+            started.elapsed() < patience(),
+            "nothing stored:\n{}",
+            log.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Hold an exclusive lock on the table for 12 s (> max.poll.interval.ms).
     let mut locker = std::process::Command::new("psql")
         .args([
@@ -408,13 +424,21 @@ fn a_store_held_by_a_lock_stalls_without_a_rebalance() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    let stored_at_release = p.stored().len();
+    assert!(
+        stored_at_release < p.to_store().len(),
+        "the lock held the pipeline back: {stored_at_release} of {} stored when it was released",
+        p.to_store().len()
+    );
     let named = named.unwrap_or_else(|| {
         panic!(
             "the status page never named the stalled store as the bottleneck; last split {} and bottleneck {}",
             last_status["split"], last_status["bottleneck"]
         )
     });
-    println!("stall: the status page's bottleneck during the lock: {named}");
+    println!(
+        "stall: the status page's bottleneck during the lock: {named}; {stored_at_release} stored when it was released"
+    );
     p.wait_stored(&log);
     p.wait_committed_all(&log);
     signal(&child, "TERM");
