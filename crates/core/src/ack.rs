@@ -160,6 +160,31 @@ impl fmt::Display for Outcome {
 pub trait AckReceiver: Send + Sync + 'static {
     /// The envelope from `origin` ended with `outcome`.
     fn on_ack(&self, origin: &Origin, outcome: Outcome);
+
+    /// Whether this receiver wants [`AckReceiver::on_parts`] (default
+    /// false, and then splitting and resolving parts cost nothing extra).
+    fn wants_parts(&self) -> bool {
+        false
+    }
+
+    /// Where a split envelope from `origin` stands before its last part
+    /// resolves: `left` parts are not resolved yet, and `unfinished` says
+    /// whether one that did ended without finishing (failed).
+    ///
+    /// Called (when [`AckReceiver::wants_parts`]) on [`Ack::split`] and each
+    /// time a part resolves but not the last; [`AckReceiver::on_ack`] still
+    /// comes once, at the end. Calls from parts resolving at the same moment
+    /// on different threads may arrive in either order: `left` only ever
+    /// falls, so keep the smallest seen.
+    ///
+    /// What it is for: a stage that commits consumed offsets itself (a
+    /// transactional sink, a store writing offsets with its rows) counts a
+    /// record in its own batch as finishing only once every *other* part
+    /// of it has finished: `left` equals the parts it holds, and nothing
+    /// ended unfinished.
+    fn on_parts(&self, origin: &Origin, left: usize, unfinished: bool) {
+        let _ = (origin, left, unfinished);
+    }
 }
 
 impl<F> AckReceiver for F
@@ -280,8 +305,20 @@ impl Ack {
             // other part can bring it to zero meanwhile. Whoever receives a
             // part receives it through something that synchronises (a
             // channel, a spawn), so the flag needs no stronger ordering.
-            node.parts().left += n - 1;
+            let (left, unfinished) = {
+                let mut parts = node.parts();
+                parts.left += n - 1;
+                (
+                    parts.left,
+                    parts.worst.as_ref().is_some_and(|w| !w.is_finished()),
+                )
+            };
             node.split.store(true, Ordering::Relaxed);
+            // Before any part exists elsewhere, so no part's report can
+            // come before this one.
+            if node.receiver.wants_parts() {
+                node.receiver.on_parts(&node.origin, left, unfinished);
+            }
         }
         (0..n)
             .map(|_| Ack {
@@ -343,14 +380,20 @@ impl Ack {
             };
             parts.left -= 1;
             if parts.left == 0 {
-                Some(merged)
+                Ok(merged)
             } else {
+                let left = (parts.left, !merged.is_finished());
                 parts.worst = Some(merged);
-                None
+                Err(left)
             }
         };
-        if let Some(outcome) = last {
-            node.receiver.on_ack(&node.origin, outcome);
+        match last {
+            Ok(outcome) => node.receiver.on_ack(&node.origin, outcome),
+            Err((left, unfinished)) => {
+                if node.receiver.wants_parts() {
+                    node.receiver.on_parts(&node.origin, left, unfinished);
+                }
+            }
         }
     }
 }
@@ -477,5 +520,59 @@ mod tests {
             Outcome::Failed(e) => assert_eq!(e.kind(), FailureKind::Leaked),
             other => panic!("leak reported as {other:?}"),
         }
+    }
+
+    /// Records every `on_parts` report.
+    #[derive(Default)]
+    struct Parts(Mutex<Vec<(usize, bool)>>, Mutex<Vec<Outcome>>);
+
+    impl AckReceiver for Parts {
+        fn on_ack(&self, _: &Origin, outcome: Outcome) {
+            self.1.lock().expect("lock").push(outcome);
+        }
+        fn wants_parts(&self) -> bool {
+            true
+        }
+        fn on_parts(&self, _: &Origin, left: usize, unfinished: bool) {
+            self.0.lock().expect("lock").push((left, unfinished));
+        }
+    }
+
+    #[test]
+    fn a_receiver_that_wants_parts_hears_each_but_the_last() {
+        let rx = Arc::new(Parts::default());
+        let mut parts = Ack::new(Origin::at(0, 1), rx.clone()).split(3);
+        let err = ItemError::new("s", FailureKind::Error, "bad");
+        parts.pop().expect("part").deliver();
+        // A part split again: four parts left.
+        let mut more = parts.pop().expect("part").split(3);
+        more.pop().expect("part").fail(err);
+        for p in more.into_iter().chain(parts) {
+            p.deliver();
+        }
+        assert_eq!(
+            *rx.0.lock().expect("lock"),
+            [
+                (3, false),
+                (2, false),
+                (4, false),
+                (3, true),
+                (2, true),
+                (1, true)
+            ]
+        );
+        let acks = rx.1.lock().expect("lock");
+        assert_eq!(acks.len(), 1);
+        assert!(matches!(acks[0], Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn a_receiver_that_does_not_want_parts_hears_none() {
+        let (log, rx) = recorder();
+        let parts = Ack::new(Origin::at(0, 1), rx).split(2);
+        for p in parts {
+            p.deliver();
+        }
+        assert_eq!(log.lock().expect("lock").len(), 1);
     }
 }

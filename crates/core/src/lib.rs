@@ -15,6 +15,7 @@
 //! - [`stage`]: the [`Stage`] and [`BatchStage`] traits and closure adapters.
 //! - [`source`]: the [`Source`] trait.
 //! - [`graph`]: building a graph in code, running it, shutting it down.
+//! - [`ledger`]: committing a source's offsets with a stage's own work.
 //! - [`metrics`]: counters, snapshots, Prometheus text, the bottleneck.
 //! - [`testing`]: in-memory sources, collecting and gated sinks, ack logs.
 //!
@@ -28,6 +29,7 @@ mod driver;
 pub mod envelope;
 pub mod error;
 pub mod graph;
+pub mod ledger;
 pub mod mailbox;
 pub mod metrics;
 mod outlet;
@@ -42,6 +44,7 @@ pub use graph::{
     BatchConfig, BatchSpec, DeadLetter, Graph, GraphBuilder, Order, Report, RunningGraph,
     StageSpec, Stream,
 };
+pub use ledger::CommitLedger;
 pub use mailbox::Overflow;
 pub use metrics::{Bottleneck, Metrics, Snapshot};
 pub use source::{EmitError, EmitPermit, EmitStop, Source, SourceContext};

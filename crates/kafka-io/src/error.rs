@@ -184,6 +184,19 @@ pub enum KafkaIoError {
         "the source has no consumer group metadata to send with the offsets (not assigned yet)"
     )]
     NoGroupMetadata,
+    /// A source keeping its offsets outside Kafka
+    /// ([`KafkaSource::offsets_in`](crate::KafkaSource::offsets_in)) could
+    /// not read them for newly assigned partitions: it stops rather than
+    /// start them from an offset it cannot check.
+    #[error("could not read the stored offsets of {partitions} from {store}: {reason}")]
+    OffsetsUnavailable {
+        /// The store.
+        store: String,
+        /// The partitions assigned.
+        partitions: String,
+        /// Why.
+        reason: String,
+    },
     /// The broker refused to create a topic.
     #[error("could not create topic `{topic}`: {code}")]
     TopicCreation {

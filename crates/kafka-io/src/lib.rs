@@ -28,6 +28,7 @@
 pub mod admin;
 mod config;
 mod error;
+mod offset_store;
 mod sink;
 mod source;
 pub mod tracker;
@@ -35,6 +36,7 @@ mod txn;
 
 pub use config::{KafkaConfig, is_secret};
 pub use error::KafkaIoError;
+pub use offset_store::OffsetStore;
 pub use sink::{DeadLetterSink, KafkaSink, ProducerRecord, SinkStats, TracingContext, headers};
 pub use source::{
     KafkaSource, KafkaSourceHandle, PartitionLag, PauseReason, SourceStats, consumer_group,

@@ -25,7 +25,7 @@
 //! flight (nothing waits for it) but stays unfinished, so the commit never
 //! passes it.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Where a record handed out stands.
@@ -47,6 +47,9 @@ struct Entry {
     state: State,
     /// When it was handed out.
     since: Instant,
+    /// For a record fanned out to several parts, once one reported: the
+    /// fewest parts seen left, and whether one ended unfinished.
+    parts: Option<(usize, bool)>,
 }
 
 /// Offsets in the window of one partition, in the order handed out.
@@ -187,6 +190,7 @@ impl OffsetTracker {
             offset,
             state: State::InFlight,
             since: at,
+            parts: None,
         });
         p.in_flight += 1;
         p.next = Some(offset + 1);
@@ -255,9 +259,9 @@ impl OffsetTracker {
     /// Entries of `finishing` for partitions not tracked are ignored.
     pub fn to_commit_with(
         &self,
-        finishing: &BTreeMap<(String, i32), BTreeSet<i64>>,
+        finishing: &BTreeMap<(String, i32), BTreeMap<i64, usize>>,
     ) -> Vec<(String, i32, i64)> {
-        static NONE: BTreeSet<i64> = BTreeSet::new();
+        static NONE: BTreeMap<i64, usize> = BTreeMap::new();
         self.partitions
             .iter()
             .filter_map(|(key, s)| {
@@ -265,12 +269,44 @@ impl OffsetTracker {
                 let c = s
                     .window
                     .iter()
-                    .find(|e| e.state != State::Finished && !extra.contains(&e.offset))
+                    .find(|e| match e.state {
+                        State::Finished => false,
+                        State::Unfinished => true,
+                        // In the batch, and every other part of it finished.
+                        State::InFlight => !extra.get(&e.offset).is_some_and(|held| {
+                            e.parts
+                                .is_none_or(|(left, unfinished)| !unfinished && left <= *held)
+                        }),
+                    })
                     .map(|e| e.offset)
                     .or(s.next)?;
                 (s.committed != Some(c)).then(|| (key.0.clone(), key.1, c))
             })
             .collect()
+    }
+
+    /// Notes where a record fanned out to several parts stands (see
+    /// [`AckReceiver::on_parts`](sluicegate_core::AckReceiver::on_parts)):
+    /// `left` parts unresolved, and whether one ended unfinished. Reports
+    /// racing from several threads keep the fewest parts left.
+    pub fn parts(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        left: usize,
+        unfinished: bool,
+    ) {
+        let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) else {
+            return;
+        };
+        if let Ok(i) = p.window.binary_search_by_key(&offset, |e| e.offset) {
+            let e = &mut p.window[i];
+            e.parts = Some(match e.parts {
+                Some((l, u)) => (l.min(left), u || unfinished),
+                None => (left, unfinished),
+            });
+        }
     }
 
     /// Whether `topic`/`partition` is tracked (owned by this consumer).
@@ -483,7 +519,10 @@ mod tests {
         t.finish("t", 0, 3); // e.g. filtered: finished without the sink
         let batch = |offsets: &[i64]| {
             let mut m = BTreeMap::new();
-            m.insert(("t".to_string(), 0), offsets.iter().copied().collect());
+            m.insert(
+                ("t".to_string(), 0),
+                offsets.iter().map(|o| (*o, 1)).collect(),
+            );
             m
         };
         // 1 and 2 in the batch, 3 finished, 4 not: the commit stops at 4.
@@ -507,6 +546,42 @@ mod tests {
         assert_eq!(t.to_commit_with(&BTreeMap::new()), vec![("t".into(), 0, 1)]);
         assert!(t.owns("t", 1));
         assert!(!t.owns("t", 2));
+    }
+
+    /// A record fanned out to two branches is finishing with a batch only
+    /// once its other part finished, and never when one ended unfinished.
+    #[test]
+    fn a_record_in_the_batch_counts_only_once_its_other_parts_finished() {
+        let mut t = OffsetTracker::new();
+        for o in 0..3 {
+            t.track("t", 0, o);
+        }
+        let batch = |offsets: &[(i64, usize)]| {
+            let mut m = BTreeMap::new();
+            m.insert(("t".to_string(), 0), offsets.iter().copied().collect());
+            m
+        };
+        let all = batch(&[(0, 1), (1, 1), (2, 1)]);
+        // 1 was split in two, neither part resolved: the batch holds one.
+        t.parts("t", 0, 1, 2, false);
+        assert_eq!(t.to_commit_with(&all), vec![("t".into(), 0, 1)]);
+        // Holding both parts (a flat_map into one batch) is enough.
+        assert_eq!(
+            t.to_commit_with(&batch(&[(0, 1), (1, 2), (2, 1)])),
+            vec![("t".into(), 0, 3)]
+        );
+        // The other part finished: one left, the batch's own.
+        t.parts("t", 0, 1, 1, false);
+        assert_eq!(t.to_commit_with(&all), vec![("t".into(), 0, 3)]);
+        // A late report of two left does not undo it.
+        t.parts("t", 0, 1, 2, false);
+        assert_eq!(t.to_commit_with(&all), vec![("t".into(), 0, 3)]);
+        // 2's other part failed: the record will not finish.
+        t.parts("t", 0, 2, 1, true);
+        assert_eq!(t.to_commit_with(&all), vec![("t".into(), 0, 2)]);
+        // A record that ended unfinished is never finishing.
+        t.fail("t", 0, 0);
+        assert_eq!(t.to_commit_with(&all), vec![("t".into(), 0, 0)]);
     }
 
     #[test]
@@ -665,11 +740,11 @@ mod tests {
         ) {
             let offsets: Vec<i64> = offsets.into_iter().collect();
             let mut t = OffsetTracker::new();
-            let mut batch = BTreeSet::new();
+            let mut batch = BTreeMap::new();
             for (i, o) in offsets.iter().enumerate() {
                 t.track("t", 1, *o);
                 if in_batch[i] {
-                    batch.insert(*o);
+                    batch.insert(*o, 1);
                 }
             }
             for (i, o) in offsets.iter().enumerate() {
@@ -680,7 +755,7 @@ mod tests {
             let expected = offsets
                 .iter()
                 .enumerate()
-                .find(|(i, o)| !batch.contains(o) && !finished[*i])
+                .find(|(i, o)| !batch.contains_key(o) && !finished[*i])
                 .map(|(_, o)| *o)
                 .unwrap_or(offsets[offsets.len() - 1] + 1);
             let mut finishing = BTreeMap::new();

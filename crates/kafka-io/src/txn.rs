@@ -1,7 +1,6 @@
 //! Exactly-once Kafka to Kafka: a transactional sink that commits each batch's
 //! outputs and the consumed offsets they cover in one Kafka transaction.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use sluicegate_core::stage::BatchResult;
-use sluicegate_core::{BatchStage, Origin, Outputs};
+use sluicegate_core::{BatchStage, CancellationToken, CommitLedger, Origin, Outputs};
 
 use crate::config::KafkaConfig;
 use crate::error::KafkaIoError;
@@ -40,6 +39,11 @@ pub struct TxnStats {
     pub gaps: AtomicU64,
     /// Times the producer queue was full (backpressure, not an error).
     pub queue_full: AtomicU64,
+    /// Transactions that carried offsets only: records that finished
+    /// without a batch of this sink to commit them with (dead-lettered,
+    /// filtered, held up in another branch) while no batch came, and at
+    /// stop.
+    pub offset_only_commits: AtomicU64,
 }
 
 /// How one transaction attempt failed.
@@ -103,9 +107,11 @@ struct Attempt {
 /// then committed before their offsets, and a crash before the next
 /// transaction would produce them again (at-least-once for those records).
 ///
-/// Each input must become exactly one record here: a stage that turns one
-/// input into several (`flat_map`, `broadcast`) may split them across two
-/// transactions, and the first one commits the input's offset.
+/// An input that became several records (`flat_map`), or that also went
+/// down another branch (`broadcast`), counts as finishing in a transaction
+/// only once every other part of it finished (the source reports split
+/// records' parts in transactional mode): the offsets stop short of it
+/// until then, after [`KafkaTxnSink::gap_wait`] as above.
 ///
 /// # What is exactly-once
 ///
@@ -164,9 +170,14 @@ pub struct KafkaTxnSink {
     backoff: Duration,
     gap_wait: Duration,
     hold_before_commit: Duration,
+    idle_commit_interval: Duration,
     preserve_key: bool,
     preserve_headers: bool,
     stats: Arc<TxnStats>,
+    /// One transaction at a time: the batches' and the idle commits'.
+    txn: Arc<tokio::sync::Mutex<()>>,
+    /// Stops the idle committer at stop.
+    stopping: CancellationToken,
 }
 
 impl KafkaTxnSink {
@@ -207,9 +218,12 @@ impl KafkaTxnSink {
             backoff: Duration::from_millis(100),
             gap_wait: Duration::from_secs(1),
             hold_before_commit: Duration::ZERO,
+            idle_commit_interval: Duration::from_secs(1),
             preserve_key: true,
             preserve_headers: true,
             stats: Arc::new(TxnStats::default()),
+            txn: Arc::new(tokio::sync::Mutex::new(())),
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -256,6 +270,16 @@ impl KafkaTxnSink {
     /// exactly-once needs to happen often.
     pub fn hold_before_commit(mut self, hold: Duration) -> Self {
         self.hold_before_commit = hold;
+        self
+    }
+
+    /// How often, while no batch comes, the sink commits the offsets of
+    /// records that finished without one (default 1 s): dead-lettered or
+    /// filtered records at the end of the input, or a record another
+    /// branch of a fan-out held back. Those offsets then go in a
+    /// transaction of their own. The same happens once at stop.
+    pub fn idle_commit_interval(mut self, interval: Duration) -> Self {
+        self.idle_commit_interval = interval;
         self
     }
 
@@ -310,38 +334,6 @@ impl KafkaTxnSink {
                 Err((self.step_error(step, e), fatal))
             }
             Err(_) => Err((self.step_error(step, KafkaError::Canceled), true)),
-        }
-    }
-
-    /// The offsets to send with a batch, waiting (up to `gap_wait`) for
-    /// earlier records of its partitions to finish. Returns the offsets and
-    /// the partitions whose offset still stops short of the batch.
-    async fn offsets_for(&self, origins: &[&Origin]) -> (Vec<(String, i32, i64)>, Vec<String>) {
-        let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for o in origins {
-            if let (Some(t), Some(p), Some(off)) = (&o.topic, o.partition, o.offset) {
-                let e = last.entry((t.to_string(), p)).or_insert(off);
-                *e = (*e).max(off);
-            }
-        }
-        let deadline = tokio::time::Instant::now() + self.gap_wait;
-        loop {
-            let offsets = self.source.transaction_offsets(origins);
-            let short: Vec<String> = last
-                .iter()
-                .filter(|((t, p), max)| {
-                    !offsets
-                        .iter()
-                        .any(|(ot, op, o)| ot == t && op == p && o > max)
-                })
-                .map(|((t, p), max)| format!("{t}/{p} (batch up to {max})"))
-                .collect();
-            if short.is_empty() || tokio::time::Instant::now() >= deadline {
-                return (offsets, short);
-            }
-            // An earlier record is finishing elsewhere (a dead letter being
-            // written): give it a moment.
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -422,7 +414,8 @@ impl KafkaTxnSink {
             .filter(|(_, l)| **l)
             .map(|(o, _)| *o)
             .collect();
-        let (offsets, short) = self.offsets_for(&live_origins).await;
+        let (offsets, short) =
+            sluicegate_core::ledger::offsets_for(&self.source, &live_origins, self.gap_wait).await;
         if !short.is_empty() {
             self.stats.gaps.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(transactional_id = %self.transactional_id, partitions = ?short, wait = ?self.gap_wait, "an earlier record is unfinished: committing offsets short of this transaction's records (they would be produced again after a crash before the next commit); keep per-partition order before the transactional sink");
@@ -560,7 +553,44 @@ impl BatchStage for KafkaTxnSink {
             .await
             .map_err(|(e, _)| e)?;
         tracing::info!(transactional_id = %self.transactional_id, topic = %self.topic, "transactions initialised");
+        let committer = IdleCommitter {
+            producer: self.producer.clone(),
+            source: self.source.clone(),
+            stats: self.stats.clone(),
+            txn: self.txn.clone(),
+            timeout: self.timeout,
+            transactional_id: self.transactional_id.clone(),
+        };
+        let (interval, stopping) = (self.idle_commit_interval, self.stopping.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stopping.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                if let Err(fatal) = committer.commit().await {
+                    // The next batch meets the same error and stops the graph.
+                    tracing::error!(transactional_id = %committer.transactional_id, error = %fatal, "the producer failed; no more offset-only commits");
+                    return;
+                }
+            }
+        });
         Ok(())
+    }
+
+    /// Commits the offsets of whatever finished since the last transaction.
+    async fn stop(&self) -> Result<(), KafkaIoError> {
+        self.stopping.cancel();
+        IdleCommitter {
+            producer: self.producer.clone(),
+            source: self.source.clone(),
+            stats: self.stats.clone(),
+            txn: self.txn.clone(),
+            timeout: self.timeout,
+            transactional_id: self.transactional_id.clone(),
+        }
+        .commit()
+        .await
     }
 
     async fn process_batch(
@@ -570,6 +600,7 @@ impl BatchStage for KafkaTxnSink {
     ) -> BatchResult<(), KafkaIoError> {
         let n = batch.len();
         let mut attempts = 0;
+        let _one_at_a_time = self.txn.lock().await;
         loop {
             attempts += 1;
             let live = self
@@ -623,5 +654,75 @@ impl BatchStage for KafkaTxnSink {
     /// committed, and committing later batches past it would skip it.
     fn is_fatal(&self, _error: &KafkaIoError) -> bool {
         true
+    }
+}
+
+/// Commits, in a transaction of their own, the offsets of records that
+/// finished without a batch of the sink (see
+/// [`KafkaTxnSink::idle_commit_interval`]).
+struct IdleCommitter {
+    producer: FutureProducer<TracingContext>,
+    source: KafkaSourceHandle,
+    stats: Arc<TxnStats>,
+    txn: Arc<tokio::sync::Mutex<()>>,
+    timeout: Duration,
+    transactional_id: String,
+}
+
+impl IdleCommitter {
+    /// One offsets-only transaction, if the finished prefix moved past the
+    /// last commit. A failed one is aborted and left to the next try;
+    /// `Err` only when the producer is unusable.
+    async fn commit(&self) -> Result<(), KafkaIoError> {
+        let _one_at_a_time = self.txn.lock().await;
+        let offsets = CommitLedger::offsets_with(&self.source, &[]);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let Some(group) = self.source.group_metadata() else {
+            return Ok(());
+        };
+        let (producer, list, timeout) = (self.producer.clone(), offsets.clone(), self.timeout);
+        let committed = tokio::task::spawn_blocking(move || {
+            producer.begin_transaction()?;
+            let sent = (|| {
+                let mut tpl = TopicPartitionList::new();
+                for (t, p, o) in &list {
+                    tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+                }
+                producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
+                producer.commit_transaction(timeout)
+            })();
+            if sent.is_err() {
+                let _ = producer.abort_transaction(timeout);
+            }
+            sent
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled));
+        match committed {
+            Ok(()) => {
+                self.source.mark_committed(&offsets);
+                self.stats
+                    .offset_only_commits
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(transactional_id = %self.transactional_id, ?offsets, "offsets committed in a transaction of their own");
+                Ok(())
+            }
+            Err(e) => {
+                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal())
+                    || self.producer.client().fatal_error().is_some();
+                let error = KafkaIoError::Transaction {
+                    transactional_id: self.transactional_id.clone(),
+                    step: "offset-only commit",
+                    source: e,
+                };
+                if fatal {
+                    return Err(error);
+                }
+                tracing::warn!(error = %error, "offset-only commit failed; the next one tries again");
+                Ok(())
+            }
+        }
     }
 }

@@ -13,6 +13,8 @@ mod common;
 
 use common::*;
 
+const LONG: std::time::Duration = std::time::Duration::from_secs(90);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_broker_end_to_end_commits_only_finished_prefixes() {
     let brokers = real_broker();
@@ -47,4 +49,96 @@ async fn real_broker_rebalance_cooperative_sticky() {
 async fn real_broker_rebalance_kip_848_consumer_protocol() {
     let brokers = real_broker();
     scenarios::rebalance(&brokers, real_topic, scenarios::protocol::CONSUMER).await;
+}
+
+/// A transactional sink on one branch of a broadcast: the offsets its
+/// transactions commit never pass a record the other branch has not
+/// finished (there, held at a gate), and reach the end once it has. Before
+/// the source reported split records' parts, the sink counted the held
+/// record as finished because it was in its own batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_never_commits_past_a_record_another_branch_holds() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use sluicegate_core::{BatchConfig, BatchSpec, Graph, StageSpec, map};
+    use sluicegate_kafka_io::{KafkaConfig, KafkaSource, KafkaTxnSink, ProducerRecord};
+    use tokio::sync::Semaphore;
+
+    const N: u64 = 100;
+    const HELD: i64 = 10;
+    let brokers = real_broker();
+    let (input, output) = (unique("split-in"), unique("split-out"));
+    real_topic(&input, 1);
+    real_topic(&output, 1);
+    produce_numbers(&brokers, &input, 1, N).await;
+    logs();
+    let source = KafkaSource::new(KafkaConfig::new(&brokers), unique("g-split"), [&input])
+        .transactional(true);
+    let handle = source.handle();
+    let sink = KafkaTxnSink::new(
+        &KafkaConfig::new(&brokers),
+        &output,
+        unique("split-txn"),
+        &handle,
+    )
+    .expect("sink")
+    .gap_wait(Duration::from_millis(20));
+    let stats = sink.stats();
+    let gate = Arc::new(Semaphore::new(0));
+    let held = Recorder {
+        hold: Some((0, HELD, gate.clone())),
+        ..Recorder::default()
+    };
+    let mut g = Graph::builder("split");
+    let mut branches = g.source("kafka", source).broadcast(2).into_iter();
+    let (to_txn, to_held) = (branches.next().expect("a"), branches.next().expect("b"));
+    to_txn
+        .via(StageSpec::new(
+            "to-record",
+            map(|b: Bytes| ProducerRecord::new(b)),
+        ))
+        .to_batch(BatchSpec::new(
+            "txn",
+            sink,
+            BatchConfig::new(10, Duration::from_millis(5)),
+        ));
+    to_held.to(StageSpec::new("held", held.clone())
+        .capacity(200)
+        .concurrency(100));
+    let running = within(LONG, "start", g.build().expect("graph").start())
+        .await
+        .expect("starts");
+    // Every record but the held one through both branches, and the sink
+    // has committed every batch it got.
+    eventually(
+        LONG,
+        "the other branch to finish all but the held record",
+        || held.count() == N as usize - 1,
+    )
+    .await;
+    eventually(LONG, "every record in a committed transaction", || {
+        stats.records.load(Ordering::SeqCst) == N
+    })
+    .await;
+    let committed = handle.partitions()[0].state.committed;
+    assert!(
+        committed.is_some_and(|c| c <= HELD),
+        "the transactions committed {committed:?}, past the held record {HELD}"
+    );
+    gate.add_permits(1);
+    eventually(
+        LONG,
+        "the offsets to reach the end once it finished",
+        || handle.partitions()[0].state.committed == Some(N as i64),
+    )
+    .await;
+    let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert!(
+        stats.gaps.load(Ordering::SeqCst) > 0,
+        "the sink saw the gap"
+    );
 }

@@ -62,6 +62,18 @@ impl AckReceiver for Acker {
         }
         shared.changed.notify_all();
     }
+
+    fn wants_parts(&self) -> bool {
+        self.shared.tracks_parts()
+    }
+
+    fn on_parts(&self, origin: &Origin, left: usize, unfinished: bool) {
+        if let (Some(topic), Some(partition), Some(offset)) =
+            (&origin.topic, origin.partition, origin.offset)
+        {
+            lock(&self.shared.tracker).parts(topic, partition, offset, left, unfinished);
+        }
+    }
 }
 
 impl Acker {

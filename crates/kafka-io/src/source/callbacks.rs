@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, ConsumerContext, Rebalance};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::pause::set_assigned;
@@ -34,7 +35,134 @@ fn parts_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .collect()
 }
 
+impl Callbacks {
+    /// Sets each newly assigned partition's start to the offset its
+    /// [`OffsetStore`](crate::OffsetStore) holds (the database wins over
+    /// Kafka's committed offset; see `KafkaSource::offsets_in`).
+    fn start_from_stored_offsets(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let Some(store) = self.shared.offset_store.0.get() else {
+            return;
+        };
+        let group = self.shared.group.get().map_or("", String::as_str);
+        let parts = parts_of(tpl);
+        let mut topics: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+        topics.dedup();
+        let mut in_kafka = None;
+        for topic in topics {
+            let stored = match store.load(group, topic) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::error!(store = %store.describe(), error = %e, "could not read the stored offsets; stopping");
+                    // Nothing of these partitions reaches the graph: the
+                    // source stops at its next turn.
+                    self.shared.paused.store(true, Ordering::SeqCst);
+                    *lock(&self.shared.offset_load_failure) =
+                        Some(crate::KafkaIoError::OffsetsUnavailable {
+                            store: store.describe(),
+                            partitions: format!("{parts:?}"),
+                            reason: e.to_string(),
+                        });
+                    return;
+                }
+            };
+            for (partition, offset) in stored {
+                if !parts.iter().any(|(t, p)| t == topic && *p == partition) {
+                    continue;
+                }
+                // For the log line only: the database wins.
+                if in_kafka.is_none() {
+                    use rdkafka::consumer::Consumer;
+                    in_kafka = Some(
+                        consumer
+                            .committed_offsets(tpl.clone(), Duration::from_secs(2))
+                            .ok(),
+                    );
+                }
+                let kafka = in_kafka
+                    .as_ref()
+                    .and_then(Option::as_ref)
+                    .as_ref()
+                    .and_then(|c| c.find_partition(topic, partition))
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                if let Err(e) = tpl.set_partition_offset(topic, partition, Offset::Offset(offset)) {
+                    tracing::warn!(%topic, partition, error = %e, "could not set the start offset");
+                    continue;
+                }
+                match kafka {
+                    Some(k) if k > offset => {
+                        tracing::info!(%topic, partition, stored = offset, kafka = k, "starting from the stored offset; Kafka's committed offset is ahead of it (records past the stored offset were not stored, and are read again)")
+                    }
+                    Some(k) if k < offset => {
+                        tracing::info!(%topic, partition, stored = offset, kafka = k, "starting from the stored offset; Kafka's committed offset lags behind it")
+                    }
+                    _ => {
+                        tracing::info!(%topic, partition, stored = offset, "starting from the stored offset")
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl ConsumerContext for Callbacks {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::consumer::{Consumer, RebalanceProtocol};
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.start_from_stored_offsets(consumer, tpl);
+                self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
+                    tracing::error!(error = %e, "could not take the assigned partitions");
+                }
+                self.post_rebalance(consumer, &Rebalance::Assign(tpl));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                let released = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = released {
+                    tracing::error!(error = %e, "could not release the revoked partitions");
+                }
+                self.post_rebalance(consumer, &Rebalance::Revoke(tpl));
+            }
+            other => {
+                let code: rdkafka::types::RDKafkaErrorCode = other.into();
+                tracing::error!(error = %code, "rebalance error");
+                let error = rdkafka::error::KafkaError::Rebalance(code);
+                self.pre_rebalance(consumer, &Rebalance::Error(error.clone()));
+                // As librdkafka documents: drop the assignment.
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "could not drop the assignment");
+                }
+                self.post_rebalance(consumer, &Rebalance::Error(error));
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;

@@ -70,6 +70,9 @@ impl KafkaSource {
             if let Some(failure) = shared.take_failure() {
                 break Err(failure);
             }
+            if let Some(unreadable) = lock(&shared.offset_load_failure).take() {
+                break Err(unreadable);
+            }
             if transactional {
                 // The sink commits; keep the generation it sends current.
                 if last_group_metadata.elapsed() >= Duration::from_secs(1) {

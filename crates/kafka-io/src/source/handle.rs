@@ -1,11 +1,11 @@
 //! The live view of a running source.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rdkafka::consumer::ConsumerGroupMetadata;
-use sluicegate_core::Origin;
+use sluicegate_core::{CommitLedger, Origin};
 
 use super::shared::{Ownership, Shared, SourceStats, lock};
 use crate::tracker::PartitionState;
@@ -150,10 +150,14 @@ impl KafkaSourceHandle {
     /// acknowledgements resolve, after the transaction committed. Call
     /// [`KafkaSourceHandle::mark_committed`] once it has.
     pub fn transaction_offsets(&self, origins: &[&Origin]) -> Vec<(String, i32, i64)> {
-        let mut finishing: BTreeMap<(String, i32), BTreeSet<i64>> = BTreeMap::new();
+        let mut finishing: BTreeMap<(String, i32), BTreeMap<i64, usize>> = BTreeMap::new();
         for o in origins {
             if let (Some(t), Some(p), Some(off)) = (&o.topic, o.partition, o.offset) {
-                finishing.entry((t.to_string(), p)).or_default().insert(off);
+                *finishing
+                    .entry((t.to_string(), p))
+                    .or_default()
+                    .entry(off)
+                    .or_default() += 1;
             }
         }
         lock(&self.shared.tracker).to_commit_with(&finishing)
@@ -171,5 +175,23 @@ impl KafkaSourceHandle {
             tracker.committed(t, *p, *o);
         }
         self.shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The ledger a stage committing this source's offsets with its own work
+/// uses: a store writing them with its rows (see
+/// [`KafkaSource::offsets_in`](super::KafkaSource::offsets_in)), or any
+/// other [`CommitLedger`] user.
+impl CommitLedger for KafkaSourceHandle {
+    fn group(&self) -> String {
+        self.shared.group.get().cloned().unwrap_or_default()
+    }
+
+    fn offsets_with(&self, origins: &[&Origin]) -> Vec<(String, i32, i64)> {
+        self.transaction_offsets(origins)
+    }
+
+    fn committed(&self, offsets: &[(String, i32, i64)]) {
+        self.mark_committed(offsets);
     }
 }

@@ -147,8 +147,9 @@ impl KafkaSource {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let group_id = group_id.into();
         let config = config
-            .set("group.id", group_id)
+            .set("group.id", group_id.clone())
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set_default("auto.offset.reset", "earliest")
@@ -167,6 +168,7 @@ impl KafkaSource {
             keep_raw: true,
             shared: Arc::new(Shared {
                 window_limit: Self::DEFAULT_WINDOW_LIMIT.into(),
+                group: group_id.into(),
                 ..Shared::default()
             }),
         }
@@ -264,6 +266,36 @@ impl KafkaSource {
     /// `isolation.level=read_committed`, librdkafka's default (keep it).
     pub fn transactional(self, on: bool) -> Self {
         self.shared.transactional.store(on, Ordering::SeqCst);
+        self
+    }
+
+    /// Keeps the group's offsets in `store` (a database) instead of Kafka:
+    /// exactly-once into that database, when the stage storing the records
+    /// writes each batch's offsets in the same transaction as its rows
+    /// (`StoreStage::commit_offsets` in `sluicegate-stages`, with this
+    /// source's [`handle`](KafkaSource::handle) as the ledger).
+    ///
+    /// - **On every assignment** the source reads the stored offsets of
+    ///   the assigned partitions and starts each from its stored offset. A
+    ///   partition with none starts where Kafka says (the group's committed
+    ///   offset there, when a group switches to this mode, else
+    ///   `auto.offset.reset`). When both exist the database wins: it is
+    ///   written in the same transactions as the rows, so it says exactly
+    ///   what was stored; the offset in Kafka can lag behind it (and the
+    ///   difference is logged). If the store cannot be read, the source
+    ///   stops with [`KafkaIoError::OffsetsUnavailable`].
+    /// - **Commits** (on the interval, on revoke, at shutdown) write the
+    ///   finished prefix to the store, never moving an offset back, then
+    ///   the same offsets to Kafka, for the tools that watch a group's lag
+    ///   there (that second commit is best-effort).
+    ///
+    /// Records fanned out to several branches count as finished for the
+    /// store's commit only once every other branch finished them.
+    /// Incompatible with [`KafkaSource::transactional`] (one place commits
+    /// the offsets).
+    pub fn offsets_in(self, store: std::sync::Arc<dyn crate::OffsetStore>) -> Self {
+        // Set once: a source is built once.
+        let _ = self.shared.offset_store.0.set(store);
         self
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use rdkafka::consumer::{
@@ -13,6 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluicegate_core::{DropReason, Envelope, FailureKind, ItemError};
 
 use crate::error::KafkaIoError;
+use crate::offset_store::OffsetStore;
 use crate::tracker::OffsetTracker;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,6 +80,25 @@ pub(super) struct Shared {
     /// Records still in flight when a revocation in transactional mode gave
     /// up waiting for them.
     pub(super) revoke_failure: Mutex<Option<usize>>,
+    /// The consumer group.
+    pub(super) group: OnceLock<String>,
+    /// Where the offsets are kept instead of Kafka, if anywhere.
+    pub(super) offset_store: StoreSlot,
+    /// Why the stored offsets could not be read at an assignment (the
+    /// source stops with it).
+    pub(super) offset_load_failure: Mutex<Option<KafkaIoError>>,
+}
+
+/// The [`OffsetStore`] of a source that keeps its offsets outside Kafka.
+#[derive(Default)]
+pub(super) struct StoreSlot(pub(super) OnceLock<Arc<dyn OffsetStore>>);
+
+impl std::fmt::Debug for StoreSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StoreSlot")
+            .field(&self.0.get().map(|s| s.describe()))
+            .finish()
+    }
 }
 
 /// A record that ended without finishing, and why.
@@ -148,6 +168,14 @@ impl std::fmt::Debug for GroupMetadataSlot {
 }
 
 impl Shared {
+    /// Whether acknowledgements report split records' parts: a stage that
+    /// commits the offsets with its own work (a transactional sink, a store
+    /// keeping them) needs to know when every other part of a record in
+    /// its batch finished.
+    pub(super) fn tracks_parts(&self) -> bool {
+        self.transactional.load(Ordering::Relaxed) || self.offset_store.0.get().is_some()
+    }
+
     /// Keeps `failure` as the source's failure unless one is kept already
     /// (an earlier offset of the same partition replaces it); returns
     /// whether it was kept.
@@ -181,7 +209,10 @@ impl Shared {
     }
 }
 
-/// Commits `offsets` (topic, partition, next offset to read).
+/// Commits `offsets` (topic, partition, next offset to read): to Kafka, or,
+/// for a source that keeps its offsets elsewhere, there first (the
+/// authority) and then to Kafka too, for the tools that watch a group's
+/// lag there.
 pub(super) fn commit<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     shared: &Shared,
@@ -199,6 +230,28 @@ pub(super) fn commit<C: ConsumerContext>(
         }
     }
     shared.finished_since_commit.store(0, Ordering::Relaxed);
+    if let Some(store) = shared.offset_store.0.get() {
+        let group = shared.group.get().map_or("", String::as_str);
+        match store.save(group, offsets) {
+            Ok(()) => {
+                shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+                let mut tracker = lock(&shared.tracker);
+                for (t, p, o) in offsets {
+                    tracker.committed(t, *p, *o);
+                }
+            }
+            Err(e) => {
+                shared.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(store = %store.describe(), error = %e, "offset commit failed; the next commit retries");
+                return;
+            }
+        }
+        // Informational: the offsets above are the ones the source resumes from.
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "mirroring the stored offsets to Kafka failed");
+        }
+        return;
+    }
     match consumer.commit(&tpl, mode) {
         Ok(()) => {
             shared.stats.commits.fetch_add(1, Ordering::Relaxed);
