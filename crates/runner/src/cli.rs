@@ -160,6 +160,10 @@ pub struct RunArgs {
     /// Write a batch when its first row waited this long [default: 50].
     #[arg(long, env = "SLUICEGATE_STORE_BATCH_WAIT_MS", help_heading = "Store")]
     pub store_batch_wait_ms: Option<u64>,
+    /// Keep the group's offsets in the database, committed with each
+    /// batch's rows, and resume from them (exactly-once into the store).
+    #[arg(long, env = "SLUICEGATE_STORE_OFFSETS", help_heading = "Store")]
+    pub store_offsets: bool,
 
     /// Mailbox capacity of decode [default: 256].
     #[arg(long, env = "SLUICEGATE_DECODE_CAPACITY", help_heading = "Stages")]
@@ -296,6 +300,9 @@ impl RunArgs {
         set(&mut s.store.table, &self.table);
         set(&mut s.store.batch, &self.store_batch);
         set(&mut s.store.batch_wait_ms, &self.store_batch_wait_ms);
+        if self.store_offsets {
+            s.store.offsets = true;
+        }
         let st = &mut s.stages;
         if let Some(o) = self.overflow {
             for stage in [

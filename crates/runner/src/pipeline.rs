@@ -28,6 +28,17 @@
 //! across crashes and rebalances; the rows are stored once (idempotent on
 //! the origin); dead letters stay at-least-once (they are written outside
 //! the transactions).
+//!
+//! With `store.offsets` (`--store-offsets`) the group's offsets live in the
+//! database instead of Kafka: each store batch writes, in the same
+//! transaction as its rows, the offsets up to the first record that is not
+//! finished (delivered to the output topic too, or dead-lettered) or in
+//! the batch; the sources commit their finished prefix there as well, and
+//! start each assigned partition from the offset stored for it. After a
+//! crash no stored row is written again (its offset committed with it),
+//! whichever process the partition moves to. Records reach the store in
+//! each partition's order (the transform keeps input order). The output
+//! topic stays at-least-once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,9 +48,10 @@ use serde_json::Value;
 use sluicegate_core::{
     BatchConfig, BatchSpec, Graph, Overflow, StageSpec, Stream, blocking, try_map,
 };
+use sluicegate_core::{BoxError, CommitLedger, Origin};
 use sluicegate_kafka_io::{
     DeadLetterSink, KafkaConfig, KafkaIoError, KafkaSink, KafkaSource, KafkaSourceHandle,
-    KafkaTxnSink, ProducerRecord, SinkStats, TxnStats, consumer_group,
+    KafkaTxnSink, OffsetStore, ProducerRecord, SinkStats, TxnStats, consumer_group,
 };
 use sluicegate_stages::Record;
 use sluicegate_stages::codec::{Codec, Json};
@@ -190,9 +202,19 @@ pub async fn build(
         .await
         .map_err(|e| PipelineError::Config(format!("checking the cluster: {e}")))??
     };
+    let offsets_in_store: Option<Arc<dyn OffsetStore>> = settings.store.offsets.then(|| {
+        Arc::new(StoredOffsets {
+            store: store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }) as Arc<dyn OffsetStore>
+    });
     let sources: Vec<KafkaSource> = sources
         .into_iter()
         .map(|s| {
+            let s = match &offsets_in_store {
+                Some(o) => s.offsets_in(o.clone()),
+                None => s,
+            };
             s.commit_interval(Duration::from_millis(k.commit_interval_ms))
                 .commit_every(k.commit_every)
                 .pause_after(Duration::from_millis(k.pause_after_ms))
@@ -207,6 +229,11 @@ pub async fn build(
     let st = &settings.stages;
     let validator = validator()?;
     let store_stage = StoreStage::<Record>::new(store.clone());
+    let store_stage = if settings.store.offsets {
+        store_stage.commit_offsets(Arc::new(Ledgers(handles.clone())), Duration::from_secs(1))
+    } else {
+        store_stage
+    };
     let store_stats = store_stage.stats();
 
     let mut g = Graph::builder("sluicegate");
@@ -280,9 +307,10 @@ pub async fn build(
         .via(
             spec("transform", transform, &st.transform)
                 .concurrency(st.transform.workers)
-                // A transaction commits offsets up to the records it carries:
-                // they must reach it in each partition's order.
-                .order(if k.exactly_once {
+                // A transaction, or a store batch keeping the offsets,
+                // commits offsets up to the records it carries: they must
+                // reach it in each partition's order.
+                .order(if k.exactly_once || settings.store.offsets {
                     sluicegate_core::Order::Preserve
                 } else {
                     st.transform.order.into()
@@ -388,5 +416,63 @@ fn hash_key() -> Vec<u8> {
     match std::env::var("SLUICEGATE_HASH_KEY") {
         Ok(k) if !k.is_empty() => k.into_bytes(),
         _ => b"sluicegate-development-key".to_vec(),
+    }
+}
+
+/// The consumers' offsets kept in the store (`store.offsets`): read at each
+/// assignment and written at the sources' commits, from the consumer
+/// threads (blocking on the runtime).
+struct StoredOffsets {
+    store: Arc<dyn Store>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OffsetStore for StoredOffsets {
+    fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    fn load(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<i32, i64>, BoxError> {
+        Ok(self
+            .runtime
+            .block_on(self.store.read_offsets(group, topic))?)
+    }
+
+    fn save(&self, group: &str, offsets: &[(String, i32, i64)]) -> Result<(), BoxError> {
+        self.runtime
+            .block_on(self.store.write_with_offsets(&[], group, offsets))?;
+        Ok(())
+    }
+}
+
+/// The commit frontier of every consumer in this process (each answers for
+/// the partitions it owns), for the store's batches.
+struct Ledgers(Vec<KafkaSourceHandle>);
+
+impl CommitLedger for Ledgers {
+    fn group(&self) -> String {
+        self.0.first().map(CommitLedger::group).unwrap_or_default()
+    }
+
+    fn offsets_with(&self, origins: &[&Origin]) -> Vec<(String, i32, i64)> {
+        self.0
+            .iter()
+            .flat_map(|h| h.offsets_with(origins))
+            .collect()
+    }
+
+    fn committed(&self, offsets: &[(String, i32, i64)]) {
+        for h in &self.0 {
+            let own: Vec<_> = offsets
+                .iter()
+                .filter(|(t, p, _)| h.owns(t, *p))
+                .cloned()
+                .collect();
+            CommitLedger::committed(h, &own);
+        }
     }
 }

@@ -29,6 +29,7 @@
 //! table = "events"
 //! batch = 500
 //! batch_wait_ms = 50
+//! offsets = false                 # true: the group's offsets kept here, with the rows
 //!
 //! [stages.transform]
 //! capacity = 64
@@ -148,6 +149,11 @@ pub struct StoreSettings {
     pub batch: usize,
     /// A batch is written when it is full or its first row waited this long.
     pub batch_wait_ms: u64,
+    /// Keep the consumer group's offsets in this database, written in the
+    /// same transaction as each batch's rows (exactly-once into the store:
+    /// after a crash no stored row is written again), and resume from them
+    /// (see [`pipeline`](crate::pipeline)).
+    pub offsets: bool,
 }
 
 impl Default for StoreSettings {
@@ -157,6 +163,7 @@ impl Default for StoreSettings {
             table: "events".into(),
             batch: 500,
             batch_wait_ms: 50,
+            offsets: false,
         }
     }
 }
@@ -428,6 +435,12 @@ impl Settings {
         }
         if self.kafka.group.is_empty() {
             return bad("kafka.group", "must not be empty");
+        }
+        if self.store.offsets && self.kafka.exactly_once {
+            return bad(
+                "store.offsets",
+                "cannot be combined with kafka.exactly_once: the offsets are committed either with the rows or with the output records",
+            );
         }
         if self.kafka.exactly_once {
             if self.kafka.output_topic.is_empty() {

@@ -169,6 +169,42 @@ fn configuration_mistakes_exit_3_naming_the_setting() {
         (
             vec![
                 "run".into(),
+                "--store-offsets".into(),
+                "--exactly-once".into(),
+            ],
+            "store.offsets",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--exactly-once".into(),
+                "--output-topic".into(),
+                "".into(),
+            ],
+            "kafka.exactly_once",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--exactly-once".into(),
+                "--workers".into(),
+                "2".into(),
+            ],
+            "kafka.workers",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--kafka-property".into(),
+                "group.protocol=consumer".into(),
+                "--kafka-property".into(),
+                "session.timeout.ms=6000".into(),
+            ],
+            "session.timeout.ms",
+        ),
+        (
+            vec![
+                "run".into(),
                 "--records".into(),
                 "1000000".into(),
                 "--partitions".into(),

@@ -177,6 +177,18 @@ fn kill_repeatedly(
     progress: Progress,
     seed: u64,
 ) -> Vec<(i64, BTreeMap<i32, i64>)> {
+    kill_repeatedly_checking(p, extra, moments, progress, seed, &|_, _| {})
+}
+
+/// [`kill_repeatedly`], running `after_kill(pipeline, k)` after kill `k`.
+fn kill_repeatedly_checking(
+    p: &Pipeline<'_>,
+    extra: &[&str],
+    moments: &[i64],
+    progress: Progress,
+    seed: u64,
+    after_kill: &dyn Fn(&Pipeline<'_>, usize),
+) -> Vec<(i64, BTreeMap<i32, i64>)> {
     let measure = || match progress {
         Progress::Committed => p.committed().values().sum::<i64>(),
         Progress::Stored => p.stored().len() as i64,
@@ -211,6 +223,7 @@ fn kill_repeatedly(
             committed.values().sum::<i64>()
         );
         p.check_committed_only_finished(&committed, &format!("after kill -9 number {k}"));
+        after_kill(p, k);
     }
     starts.push((now_ms(), p.committed()));
     let (child, log) = p.spawn(extra);
@@ -233,6 +246,7 @@ fn kill_9_and_restart_loses_nothing() {
     let parts: i32 = if scale() > 1 { 16 } else { PARTITIONS };
     let cluster = Cluster::real("kill9", parts, records, 0.02);
     let p = Pipeline::new(&cluster, "kill9", records, 0.02);
+    p.count_attempts();
     // Slow enough at the default size that the kills land mid-stream; the
     // long variant is long by itself.
     let slow: &[&str] = if scale() > 1 {
@@ -246,11 +260,86 @@ fn kill_9_and_restart_loses_nothing() {
     let starts = kill_repeatedly(&p, slow, &moments, Progress::Committed, seed);
     let r = p.reconcile(&format!("kill -9 x{kills}"), "read_uncommitted");
     p.check_rereads(&starts, &format!("kill -9 x{kills}"));
+    let (attempted, twice) = p.attempts();
     println!(
-        "kill -9 x{kills}: {records} records in {:.0} s",
+        "kill -9 x{kills}: {records} records in {:.0} s; {attempted} rows attempted, {twice} of them more than once (at-least-once: a row stored but not yet committed is written again, and the key turns it away)",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(r.records_in, records);
+    assert_eq!(attempted, r.stored, "every stored row was attempted");
+}
+
+/// Exactly-once into the database (`--store-offsets`): `kill -9` at random
+/// moments, restarting each time. The group's offsets live in PostgreSQL,
+/// written in each batch's transaction with its rows, so after a crash no
+/// stored row is attempted again (counted by a trigger), every stored row
+/// is below its partition's stored offset at every kill, the stored
+/// offsets never pass an unfinished record, and at the end they equal the
+/// input's end.
+#[test]
+fn store_offsets_kill_9_attempts_each_row_once() {
+    let records = if scale() > 1 { 200_000 } else { 6_000 };
+    let kills = if scale() > 1 { 10 } else { 3 };
+    let parts: i32 = if scale() > 1 { 16 } else { PARTITIONS };
+    let cluster = Cluster::real("dboffsets", parts, records, 0.02);
+    let p = Pipeline::new(&cluster, "dboffsets", records, 0.02);
+    p.count_attempts();
+    let slow: &[&str] = if scale() > 1 {
+        &["--store-offsets"]
+    } else {
+        &[
+            "--store-offsets",
+            "--hash-rounds",
+            "100",
+            "--transform-workers",
+            "1",
+        ]
+    };
+    let (seed, moments) = kill_moments(kills, records);
+    println!("store offsets, kill -9 seed {seed}: after {moments:?} stored");
+    let started = Instant::now();
+    let rows_below_offsets = |p: &Pipeline<'_>, k: usize| {
+        let offsets = p.stored_offsets();
+        p.check_committed_only_finished(
+            &offsets,
+            &format!("after kill -9 number {k}, the stored offsets"),
+        );
+        let past: Vec<(i32, i64)> = p
+            .stored()
+            .into_iter()
+            .filter(|(part, o)| *o >= offsets.get(part).copied().unwrap_or(0))
+            .take(10)
+            .collect();
+        assert!(
+            past.is_empty(),
+            "after kill -9 number {k}: rows stored past the stored offsets {offsets:?}, e.g. {past:?}"
+        );
+    };
+    let starts = kill_repeatedly_checking(
+        &p,
+        slow,
+        &moments,
+        Progress::Stored,
+        seed,
+        &rows_below_offsets,
+    );
+    let r = p.reconcile(
+        &format!("store offsets, kill -9 x{kills}"),
+        "read_uncommitted",
+    );
+    p.check_rereads(&starts, "store offsets");
+    let (attempted, twice) = p.attempts();
+    println!(
+        "store offsets, kill -9 x{kills}: {records} records in {:.0} s; {attempted} rows attempted, {twice} more than once",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(attempted, r.stored, "every stored row attempted");
+    assert_eq!(twice, 0, "no stored row attempted twice");
+    assert_eq!(
+        p.stored_offsets(),
+        end_offsets(&cluster.brokers, &cluster.input),
+        "the stored offsets reach every partition's end"
+    );
 }
 
 /// Scenario 2: a real broker outage. The broker process (one of its own,

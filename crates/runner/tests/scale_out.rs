@@ -7,8 +7,10 @@
 //!
 //! It runs under each group protocol: the classic one with eager (`range`)
 //! and incremental (`cooperative-sticky`) assignment, KIP-848's consumer
-//! protocol (`group.protocol=consumer`), and in exactly-once mode, where a
-//! `read_committed` reader must see each record once.
+//! protocol (`group.protocol=consumer`), in exactly-once mode, where a
+//! `read_committed` reader must see each record once, and with the group's
+//! offsets kept in the database (`--store-offsets`), where no row may be
+//! attempted twice as the partitions move.
 
 mod common;
 
@@ -21,6 +23,10 @@ const RECORDS: u64 = 6_000;
 fn scale_out(name: &str, protocol: &[&str], isolation: &str) {
     let cluster = Cluster::real(name, PARTITIONS, RECORDS, 0.02);
     let p = Pipeline::new(&cluster, name, RECORDS, 0.02);
+    let offsets_in_store = protocol.contains(&"--store-offsets");
+    if offsets_in_store {
+        p.count_attempts();
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let args = |who: &str| {
         let mut a: Vec<String> = [
@@ -87,6 +93,19 @@ fn scale_out(name: &str, protocol: &[&str], isolation: &str) {
         r.output_duplicates, 0,
         "each record produced once across the hand-over: {r}"
     );
+    if offsets_in_store {
+        let (attempted, twice) = p.attempts();
+        println!("scale-out ({name}): {attempted} rows attempted, {twice} more than once");
+        assert_eq!(
+            twice, 0,
+            "the partitions moved with their offsets in the database"
+        );
+        assert_eq!(
+            p.stored_offsets(),
+            end_offsets(&cluster.brokers, &cluster.input),
+            "the stored offsets reach every partition's end"
+        );
+    }
 }
 
 #[test]
@@ -115,6 +134,19 @@ fn two_processes_share_a_group_kip_848_consumer_protocol() {
     scale_out(
         "scale_kip848",
         &["--kafka-property", "group.protocol=consumer"],
+        "read_uncommitted",
+    );
+}
+
+#[test]
+fn two_processes_share_a_group_offsets_in_the_database() {
+    scale_out(
+        "scale_dboffsets",
+        &[
+            "--store-offsets",
+            "--kafka-property",
+            "partition.assignment.strategy=cooperative-sticky",
+        ],
         "read_uncommitted",
     );
 }

@@ -437,3 +437,49 @@ async fn an_unreachable_server_is_a_clear_error_naming_the_url_without_its_passw
     assert!(matches!(err, StoreError::Config(_)), "{err}");
     assert!(!err.to_string().contains(":pw@"), "{err}");
 }
+
+/// The consumer-offsets contract (tests/common: `offsets_contract`) on
+/// PostgreSQL.
+#[tokio::test]
+async fn consumer_offsets_commit_with_the_rows() {
+    let admin = pg_admin().await;
+    let (plain, failing, refusing) = (
+        unique_table("offs_plain"),
+        unique_table("offs_failing"),
+        unique_table("offs_refusing"),
+    );
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {failing}_parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE {failing} (
+                id TEXT PRIMARY KEY, topic TEXT, \"partition\" INTEGER, \"offset\" BIGINT,
+                payload JSONB NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                parent INTEGER NOT NULL DEFAULT 1
+                    REFERENCES {failing}_parent(id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TABLE {refusing} (
+                id TEXT PRIMARY KEY, topic TEXT, \"partition\" INTEGER, \"offset\" BIGINT,
+                payload JSONB NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                CHECK ((payload->>'amount')::numeric >= 0))"
+        ))
+        .await
+        .expect("tables");
+    let group = unique_table("offs_group");
+    common::offsets_contract(
+        &*connect(&plain).await,
+        &*connect(&failing).await,
+        &*connect(&refusing).await,
+        &group,
+    )
+    .await;
+    admin
+        .batch_execute(&format!(
+            "DELETE FROM sluicegate_offsets WHERE group_id = '{group}'"
+        ))
+        .await
+        .expect("clean up");
+    pg_drop(
+        &admin,
+        &[&plain, &failing, &refusing, &format!("{failing}_parent")],
+    )
+    .await;
+}

@@ -572,3 +572,36 @@ async fn a_forwarding_store_hands_on_only_committed_rows_in_order() {
     assert_eq!(dead_offsets, rejected);
     assert_eq!(stats.inserted(), 45);
 }
+
+/// The consumer-offsets contract (tests/common: `offsets_contract`) on SQLite.
+#[tokio::test]
+async fn consumer_offsets_commit_with_the_rows() {
+    let db = db();
+    let (plain, failing, refusing) = (
+        unique_table("offs_plain"),
+        unique_table("offs_failing"),
+        unique_table("offs_refusing"),
+    );
+    exec(
+        &db,
+        &format!(
+            "CREATE TABLE \"{failing}_parent\" (id INTEGER PRIMARY KEY);
+             CREATE TABLE \"{failing}\" (
+                id TEXT PRIMARY KEY NOT NULL, topic TEXT, \"partition\" INTEGER,
+                \"offset\" INTEGER, payload TEXT NOT NULL, stored_at TEXT,
+                parent INTEGER NOT NULL DEFAULT 1
+                    REFERENCES \"{failing}_parent\"(id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TABLE \"{refusing}\" (
+                id TEXT PRIMARY KEY NOT NULL, topic TEXT, \"partition\" INTEGER,
+                \"offset\" INTEGER, payload TEXT NOT NULL, stored_at TEXT,
+                CHECK (json_extract(payload, '$.amount') >= 0))"
+        ),
+    );
+    common::offsets_contract(
+        &*open(&db, &plain).await,
+        &*open(&db, &failing).await,
+        &*open(&db, &refusing).await,
+        "g",
+    )
+    .await;
+}

@@ -16,7 +16,7 @@ use super::KafkaSource;
 use super::acker::Acker;
 use super::callbacks::Callbacks;
 use super::pause::{pause_full_window, resume_shrunk_windows, set_graph_paused};
-use super::shared::{Shared, commit, lock, release_held};
+use super::shared::{Shared, commit, lock, mirror_committed, release_held};
 use crate::config::KafkaConfig;
 use crate::error::KafkaIoError;
 
@@ -87,6 +87,7 @@ impl KafkaSource {
                 // without relying on librdkafka serving commit callbacks.
                 let offsets = lock(&shared.tracker).to_commit();
                 commit(&consumer, &shared, &offsets, CommitMode::Sync);
+                mirror_committed(&consumer, &shared);
                 last_commit = Instant::now();
             }
             if last_watermarks.elapsed() >= self.lag_interval {
@@ -192,6 +193,7 @@ impl KafkaSource {
             lock(&shared.tracker).to_commit()
         };
         commit(&consumer, &shared, &offsets, CommitMode::Sync);
+        mirror_committed(&consumer, &shared);
         let uncommitted: i64 = lock(&shared.tracker)
             .states()
             .iter()

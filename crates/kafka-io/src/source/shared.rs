@@ -87,6 +87,8 @@ pub(super) struct Shared {
     /// Why the stored offsets could not be read at an assignment (the
     /// source stops with it).
     pub(super) offset_load_failure: Mutex<Option<KafkaIoError>>,
+    /// With an offset store: the offsets last mirrored to Kafka.
+    pub(super) mirrored: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 /// The [`OffsetStore`] of a source that keeps its offsets outside Kafka.
@@ -246,10 +248,7 @@ pub(super) fn commit<C: ConsumerContext>(
                 return;
             }
         }
-        // Informational: the offsets above are the ones the source resumes from.
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(error = %e, "mirroring the stored offsets to Kafka failed");
-        }
+        mirror(consumer, shared, offsets);
         return;
     }
     match consumer.commit(&tpl, mode) {
@@ -267,6 +266,52 @@ pub(super) fn commit<C: ConsumerContext>(
             log_commit_failure(&e);
         }
     }
+}
+
+/// Commits to Kafka the offsets a source with an offset store committed
+/// there (by its own commits, or with a store's batches), so the tools that
+/// watch a group's lag in Kafka see it move. Informational: the source
+/// resumes from the store. Only what changed since the last mirror.
+pub(super) fn mirror<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    shared: &Shared,
+    offsets: &[(String, i32, i64)],
+) {
+    let mut mirrored = lock(&shared.mirrored);
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in offsets {
+        if mirrored.get(&(t.clone(), *p)) != Some(o)
+            && tpl.add_partition_offset(t, *p, Offset::Offset(*o)).is_err()
+        {
+            return;
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => {
+            for e in tpl.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    mirrored.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "mirroring the stored offsets to Kafka failed"),
+    }
+}
+
+/// [`mirror`] for every partition's offset committed so far.
+pub(super) fn mirror_committed<C: ConsumerContext>(consumer: &BaseConsumer<C>, shared: &Shared) {
+    if shared.offset_store.0.get().is_none() {
+        return;
+    }
+    let committed: Vec<(String, i32, i64)> = lock(&shared.tracker)
+        .states()
+        .into_iter()
+        .filter_map(|s| Some((s.topic, s.partition, s.committed?)))
+        .collect();
+    mirror(consumer, shared, &committed);
 }
 
 pub(super) fn log_commit_failure(e: &rdkafka::error::KafkaError) {

@@ -468,13 +468,74 @@ impl<'a> Pipeline<'a> {
     }
 }
 
+impl Pipeline<'_> {
+    /// Creates the table as the binary would, with a trigger that counts
+    /// every attempt to insert each row (a `BEFORE INSERT` row trigger runs
+    /// for a row the key then turns away too; an attempt in a transaction
+    /// that rolls back is rolled back with it).
+    pub fn count_attempts(&self) {
+        let t = &self.table;
+        psql(&format!(
+            "CREATE TABLE {t} (id TEXT PRIMARY KEY, topic TEXT, \"partition\" INTEGER, \"offset\" BIGINT, \
+             payload JSONB NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             CREATE TABLE {t}_attempts (id TEXT PRIMARY KEY, n INTEGER NOT NULL);
+             CREATE OR REPLACE FUNCTION {t}_attempt() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN
+                    INSERT INTO {t}_attempts VALUES (NEW.id, 1)
+                      ON CONFLICT (id) DO UPDATE SET n = {t}_attempts.n + 1;
+                    RETURN NEW;
+                  END $$;
+             CREATE TRIGGER {t}_attempt BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {t}_attempt();"
+        ));
+    }
+
+    /// (rows attempted, rows attempted more than once), from the trigger's
+    /// table.
+    pub fn attempts(&self) -> (u64, u64) {
+        let t = &self.table;
+        let line = psql(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE n > 1) FROM {t}_attempts"
+        ));
+        let (a, b) = line.split_once('|').expect("two counts");
+        (a.parse().expect("count"), b.parse().expect("count"))
+    }
+
+    /// The offsets the group keeps in the database (`--store-offsets`).
+    pub fn stored_offsets(&self) -> BTreeMap<i32, i64> {
+        psql(&format!(
+            "SELECT \"partition\", next_offset FROM sluicegate_offsets \
+             WHERE group_id = '{}' AND topic = '{}'",
+            self.group, self.cluster.input
+        ))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (p, o) = l.split_once('|').expect("partition|offset");
+            (p.parse().expect("partition"), o.parse().expect("offset"))
+        })
+        .collect()
+    }
+}
+
 impl Drop for Pipeline<'_> {
     fn drop(&mut self) {
+        let t = &self.table;
+        // One statement per `-c`: each commits (or fails) on its own.
         let _ = std::process::Command::new("psql")
+            .arg(DATABASE)
+            .arg("-q")
+            .args(["-c", &format!("DROP TABLE IF EXISTS {t}")])
+            .args(["-c", &format!("DROP TABLE IF EXISTS {t}_attempts")])
             .args([
-                DATABASE,
-                "-qc",
-                &format!("DROP TABLE IF EXISTS {}", self.table),
+                "-c",
+                &format!("DROP FUNCTION IF EXISTS {t}_attempt() CASCADE"),
+            ])
+            .args([
+                "-c",
+                &format!(
+                    "DELETE FROM sluicegate_offsets WHERE group_id = '{}'",
+                    self.group
+                ),
             ])
             .output();
     }

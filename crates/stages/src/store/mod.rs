@@ -98,7 +98,82 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// When the database cannot be queried.
     async fn count(&self) -> Result<u64, StoreError>;
+
+    /// Writes `rows` and a consumer group's `offsets` (topic, partition,
+    /// next offset to read) in one transaction: both are committed, or
+    /// neither. Offsets go to the [offsets table](OFFSETS_TABLE), keyed by
+    /// group, topic and partition, and never move back (an offset lower
+    /// than the one stored leaves it). With no rows, it commits the
+    /// offsets alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::write`]; [`StoreError::Config`] from a store that does not
+    /// keep offsets (the default).
+    async fn write_with_offsets(
+        &self,
+        rows: &[Row],
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<Vec<RowResult>, StoreError> {
+        let _ = (rows, group, offsets);
+        Err(StoreError::Config(format!(
+            "{} does not keep consumer offsets",
+            self.describe()
+        )))
+    }
+
+    /// The next offset to read of each partition of `topic` that `group`
+    /// stored (partitions with none are absent).
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be queried; [`StoreError::Config`] from a
+    /// store that does not keep offsets (the default).
+    async fn read_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<i32, i64>, StoreError> {
+        let _ = (group, topic);
+        Err(StoreError::Config(format!(
+            "{} does not keep consumer offsets",
+            self.describe()
+        )))
+    }
 }
+
+/// `offsets` lowered, per partition, to the first row of `rows` the
+/// database refused (that record is not finished: it goes to the
+/// dead-letter route after the commit). For [`Store::write_with_offsets`]
+/// implementations, between writing the rows and the offsets.
+pub fn cap_offsets(
+    offsets: &[(String, i32, i64)],
+    rows: &[Row],
+    results: &[RowResult],
+) -> Vec<(String, i32, i64)> {
+    offsets
+        .iter()
+        .map(|(t, p, o)| {
+            let refused = rows
+                .iter()
+                .zip(results)
+                .filter(|(row, r)| {
+                    r.is_err()
+                        && row.topic.as_deref() == Some(t.as_str())
+                        && row.partition == Some(*p)
+                })
+                .filter_map(|(row, _)| row.offset)
+                .min();
+            (t.clone(), *p, refused.map_or(*o, |r| r.min(*o)))
+        })
+        .collect()
+}
+
+/// The table a store keeps consumer offsets in (next to its rows, in the
+/// same database): `(group_id, topic, partition)` is its key,
+/// `next_offset` the offset to read next.
+pub const OFFSETS_TABLE: &str = "sluicegate_offsets";
 
 /// Checks a table name (`name` or `schema.name`, ASCII letters, digits and
 /// underscores, not starting with a digit, at most 63 bytes a part) and

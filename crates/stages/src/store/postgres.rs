@@ -11,7 +11,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::open::redact_url;
-use super::{DbError, Row, RowResult, Store, StoreError, Written, quote_table};
+use super::{DbError, OFFSETS_TABLE, Row, RowResult, Store, StoreError, Written, quote_table};
 
 /// Settings of a [`PostgresStore`].
 #[derive(Debug, Clone)]
@@ -70,6 +70,8 @@ pub struct PostgresStore {
     describe: String,
     conn: Mutex<Option<Conn>>,
     connections: AtomicU64,
+    /// Whether this store created the offsets table.
+    offsets_ready: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -196,7 +198,41 @@ enum Failure {
     Batch(StoreError),
 }
 
-async fn write_fast(conn: &mut Conn, rows: &[Row]) -> Result<Vec<RowResult>, Failure> {
+/// A consumer group's offsets to write with a batch.
+#[derive(Clone, Copy)]
+struct GroupOffsets<'a> {
+    group: &'a str,
+    offsets: &'a [(String, i32, i64)],
+}
+
+/// Upserts `o` in the transaction `tx` (never moving an offset back).
+async fn write_offsets(
+    tx: &tokio_postgres::Transaction<'_>,
+    o: GroupOffsets<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    let topics: Vec<&str> = o.offsets.iter().map(|(t, _, _)| t.as_str()).collect();
+    let partitions: Vec<i32> = o.offsets.iter().map(|(_, p, _)| *p).collect();
+    let next: Vec<i64> = o.offsets.iter().map(|(_, _, n)| *n).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO {OFFSETS_TABLE} (group_id, topic, \"partition\", next_offset) \
+             SELECT $1::text, u.topic, u.part, u.next \
+             FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(topic, part, next) \
+             ON CONFLICT (group_id, topic, \"partition\") DO UPDATE \
+             SET next_offset = excluded.next_offset, updated_at = now() \
+             WHERE excluded.next_offset > {OFFSETS_TABLE}.next_offset"
+        ),
+        &[&o.group, &topics, &partitions, &next],
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn write_fast(
+    conn: &mut Conn,
+    rows: &[Row],
+    offsets: Option<GroupOffsets<'_>>,
+) -> Result<Vec<RowResult>, Failure> {
     let Conn { client, insert } = conn;
     let tx = client
         .transaction()
@@ -209,13 +245,22 @@ async fn write_fast(conn: &mut Conn, rows: &[Row]) -> Result<Vec<RowResult>, Fai
         Err(e) if is_row_level(&e) => return Err(Failure::RowLevel),
         Err(e) => return Err(Failure::Batch(classify("insert", &e))),
     };
+    if let Some(o) = offsets {
+        write_offsets(&tx, o)
+            .await
+            .map_err(|e| Failure::Batch(classify("write offsets", &e)))?;
+    }
     tx.commit()
         .await
         .map_err(|e| Failure::Batch(classify("commit", &e)))?;
     Ok(mark(rows, &returned))
 }
 
-async fn write_isolating(conn: &mut Conn, rows: &[Row]) -> Result<Vec<RowResult>, StoreError> {
+async fn write_isolating(
+    conn: &mut Conn,
+    rows: &[Row],
+    offsets: Option<GroupOffsets<'_>>,
+) -> Result<Vec<RowResult>, StoreError> {
     let Conn { client, insert } = conn;
     let mut tx = client
         .transaction()
@@ -247,6 +292,16 @@ async fn write_isolating(conn: &mut Conn, rows: &[Row]) -> Result<Vec<RowResult>
             }
             Err(e) => return Err(classify("insert", &e)),
         }
+    }
+    if let Some(o) = offsets {
+        let capped = super::cap_offsets(o.offsets, rows, &results);
+        let o = GroupOffsets {
+            group: o.group,
+            offsets: &capped,
+        };
+        write_offsets(&tx, o)
+            .await
+            .map_err(|e| classify("write offsets", &e))?;
     }
     tx.commit().await.map_err(|e| classify("commit", &e))?;
     Ok(results)
@@ -295,6 +350,7 @@ impl PostgresStore {
             shown_url,
             conn: Mutex::new(None),
             connections: AtomicU64::new(0),
+            offsets_ready: std::sync::atomic::AtomicBool::new(false),
         };
         let client = store.open_client().await?;
         let create = format!(
@@ -317,6 +373,68 @@ impl PostgresStore {
         let conn = store.prepare(client).await?;
         *store.conn.lock().await = Some(conn);
         Ok(store)
+    }
+
+    /// The connection, opened again when it was lost.
+    async fn connection<'g>(
+        &self,
+        guard: &'g mut Option<Conn>,
+    ) -> Result<&'g mut Conn, StoreError> {
+        match guard.take() {
+            Some(c) if !c.client.is_closed() => Ok(guard.insert(c)),
+            _ => {
+                let client = self.open_client().await?;
+                Ok(guard.insert(self.prepare(client).await?))
+            }
+        }
+    }
+
+    /// One batch (and offsets) in one transaction: the one-statement
+    /// insert, or row by row when a row is refused.
+    async fn write_batch(
+        &self,
+        rows: &[Row],
+        offsets: Option<GroupOffsets<'_>>,
+    ) -> Result<Vec<RowResult>, StoreError> {
+        let mut guard = self.conn.lock().await;
+        let conn = self.connection(&mut guard).await?;
+        let result = match write_fast(conn, rows, offsets).await {
+            Ok(r) => Ok(r),
+            Err(Failure::RowLevel) => write_isolating(conn, rows, offsets).await,
+            Err(Failure::Batch(e)) => Err(e),
+        };
+        if result.as_ref().is_err_and(breaks_connection) {
+            *guard = None;
+        }
+        result
+    }
+
+    /// Creates the offsets table once (two processes racing to create it
+    /// is fine).
+    async fn ensure_offsets_table(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        if self.offsets_ready.load(Acquire) {
+            return Ok(());
+        }
+        let mut guard = self.conn.lock().await;
+        let conn = self.connection(&mut guard).await?;
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (
+                group_id TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                \"partition\" INTEGER NOT NULL,
+                next_offset BIGINT NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (group_id, topic, \"partition\")
+            )"
+        );
+        if let Err(e) = conn.client.batch_execute(&create).await
+            && !matches!(sqlstate(&e), Some("42P07" | "23505"))
+        {
+            return Err(classify("create offsets table", &e));
+        }
+        self.offsets_ready.store(true, Release);
+        Ok(())
     }
 
     /// How many connections this store has opened (1 plus reconnects).
@@ -372,23 +490,58 @@ impl Store for PostgresStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        self.write_batch(rows, None).await
+    }
+
+    async fn write_with_offsets(
+        &self,
+        rows: &[Row],
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<Vec<RowResult>, StoreError> {
+        self.ensure_offsets_table().await?;
+        self.write_batch(rows, Some(GroupOffsets { group, offsets }))
+            .await
+    }
+
+    async fn read_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<i32, i64>, StoreError> {
+        self.ensure_offsets_table().await?;
         let mut guard = self.conn.lock().await;
-        let conn = match guard.take() {
-            Some(c) if !c.client.is_closed() => guard.insert(c),
-            _ => {
-                let client = self.open_client().await?;
-                guard.insert(self.prepare(client).await?)
+        let conn = self.connection(&mut guard).await?;
+        let rows = conn
+            .client
+            .query(
+                &format!(
+                    "SELECT \"partition\", next_offset FROM {OFFSETS_TABLE} \
+                     WHERE group_id = $1 AND topic = $2"
+                ),
+                &[&group, &topic],
+            )
+            .await
+            .map_err(|e| classify("read offsets", &e));
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                if breaks_connection(&e) {
+                    *guard = None;
+                }
+                return Err(e);
             }
         };
-        let result = match write_fast(conn, rows).await {
-            Ok(r) => Ok(r),
-            Err(Failure::RowLevel) => write_isolating(conn, rows).await,
-            Err(Failure::Batch(e)) => Err(e),
-        };
-        if result.as_ref().is_err_and(breaks_connection) {
-            *guard = None;
-        }
-        result
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<_, i32>(0)
+                        .map_err(|e| classify("read offsets", &e))?,
+                    r.try_get::<_, i64>(1)
+                        .map_err(|e| classify("read offsets", &e))?,
+                ))
+            })
+            .collect()
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -1,5 +1,6 @@
 //! SQLite, embedded: WAL mode, one transaction per batch, on the blocking pool.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use super::{DbError, Row, RowResult, Store, StoreError, Written, quote_table};
+use super::{DbError, OFFSETS_TABLE, Row, RowResult, Store, StoreError, Written, quote_table};
 
 /// SQLite's `synchronous` setting: how hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +59,8 @@ impl SqliteConfig {
 /// create yourself with extra constraints keeps them.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Whether the offsets table was created by this store.
+    offsets_ready: Arc<std::sync::atomic::AtomicBool>,
     insert_sql: Arc<str>,
     count_sql: Arc<str>,
     describe: String,
@@ -197,6 +200,7 @@ impl SqliteStore {
         .await?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            offsets_ready: Arc::default(),
             insert_sql: format!(
                 "INSERT INTO {table} (id, topic, \"partition\", \"offset\", payload) \
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING"
@@ -208,10 +212,31 @@ impl SqliteStore {
     }
 }
 
+/// A consumer group's offsets to write with a batch.
+struct GroupOffsets<'a> {
+    group: &'a str,
+    offsets: &'a [(String, i32, i64)],
+}
+
+fn create_offsets_table(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (
+            group_id TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            \"partition\" INTEGER NOT NULL,
+            next_offset INTEGER NOT NULL,
+            updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (group_id, topic, \"partition\")
+        )"
+    ))
+    .map_err(|e| batch_error("create offsets table", &e))
+}
+
 fn write_batch(
     conn: &mut Connection,
     sql: &str,
     rows: &[Row],
+    offsets: Option<GroupOffsets<'_>>,
 ) -> Result<Vec<RowResult>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -243,6 +268,23 @@ fn write_batch(
             });
         }
     }
+    if let Some(GroupOffsets { group, offsets }) = offsets {
+        let offsets = super::cap_offsets(offsets, rows, &results);
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {OFFSETS_TABLE} (group_id, topic, \"partition\", next_offset) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (group_id, topic, \"partition\") DO UPDATE \
+                 SET next_offset = excluded.next_offset, \
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                 WHERE excluded.next_offset > {OFFSETS_TABLE}.next_offset"
+            ))
+            .map_err(|e| batch_error("prepare offsets", &e))?;
+        for (topic, partition, offset) in &offsets {
+            stmt.execute(rusqlite::params![group, topic, partition, offset])
+                .map_err(|e| batch_error("write offsets", &e))?;
+        }
+    }
     // On failure the transaction is rolled back when `commit` drops it.
     tx.commit().map_err(|e| batch_error("commit", &e))?;
     Ok(results)
@@ -261,7 +303,65 @@ impl Store for SqliteStore {
         let conn = self.conn.clone();
         let sql = self.insert_sql.clone();
         let rows = rows.to_vec();
-        blocking(move || write_batch(&mut lock(&conn), &sql, &rows)).await
+        blocking(move || write_batch(&mut lock(&conn), &sql, &rows, None)).await
+    }
+
+    async fn write_with_offsets(
+        &self,
+        rows: &[Row],
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<Vec<RowResult>, StoreError> {
+        let (conn, ready, sql) = (
+            self.conn.clone(),
+            self.offsets_ready.clone(),
+            self.insert_sql.clone(),
+        );
+        let (rows, group, offsets) = (rows.to_vec(), group.to_string(), offsets.to_vec());
+        blocking(move || {
+            let mut conn = lock(&conn);
+            if !ready.load(std::sync::atomic::Ordering::Acquire) {
+                create_offsets_table(&conn)?;
+                ready.store(true, std::sync::atomic::Ordering::Release);
+            }
+            let offsets = GroupOffsets {
+                group: &group,
+                offsets: &offsets,
+            };
+            write_batch(&mut conn, &sql, &rows, Some(offsets))
+        })
+        .await
+    }
+
+    async fn read_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<i32, i64>, StoreError> {
+        let (conn, ready) = (self.conn.clone(), self.offsets_ready.clone());
+        let (group, topic) = (group.to_string(), topic.to_string());
+        blocking(move || {
+            let conn = lock(&conn);
+            if !ready.load(std::sync::atomic::Ordering::Acquire) {
+                create_offsets_table(&conn)?;
+                ready.store(true, std::sync::atomic::Ordering::Release);
+            }
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT \"partition\", next_offset FROM {OFFSETS_TABLE} \
+                     WHERE group_id = ?1 AND topic = ?2"
+                ))
+                .map_err(|e| batch_error("read offsets", &e))?;
+            let found = stmt
+                .query_map(rusqlite::params![group, topic], |r| {
+                    Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(|e| batch_error("read offsets", &e))?
+                .collect::<Result<BTreeMap<_, _>, _>>()
+                .map_err(|e| batch_error("read offsets", &e))?;
+            Ok(found)
+        })
+        .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

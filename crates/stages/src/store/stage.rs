@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+use sluicegate_core::ledger::{Offsets, offsets_for};
 use sluicegate_core::stage::BatchResult;
-use sluicegate_core::{BatchStage, Origin, Outputs};
+use sluicegate_core::{BatchStage, CommitLedger, Origin, Outputs};
 
 use super::{DbError, Row, RowResult, Store, StoreError, Written};
 
@@ -187,6 +188,9 @@ pub struct StoreStage<T> {
     key_fallback: Option<KeyFn<T>>,
     retry: RetryPolicy,
     stop_when_unavailable: bool,
+    /// The source's ledger and how long to wait for a gap to close, when
+    /// the batches commit the source's offsets.
+    offsets: Option<(Arc<dyn CommitLedger>, Duration)>,
     stats: StoreStats,
     _types: PhantomData<fn(T)>,
 }
@@ -210,6 +214,7 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
             key_fallback: None,
             retry: RetryPolicy::default(),
             stop_when_unavailable: false,
+            offsets: None,
             stats: StoreStats::default(),
             _types: PhantomData,
         }
@@ -250,6 +255,27 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
         self
     }
 
+    /// Writes the source's consumer offsets in each batch's transaction,
+    /// with its rows: exactly-once into the database. `ledger` is the
+    /// source's commit frontier (a `KafkaSourceHandle`, whose source keeps
+    /// its offsets in this same store: `KafkaSource::offsets_in`).
+    ///
+    /// Each batch's offsets cover, per partition, every record that is
+    /// finished or in the batch (and finished everywhere else, when it was
+    /// fanned out), up to the first that is not: a row the database
+    /// refuses, a record still on its way to the dead-letter route or in
+    /// another branch. A batch waits up to `gap_wait` for such a record
+    /// before committing offsets short of it; the records past the gap are
+    /// then written again after a crash (their rows already there), and
+    /// the source's next commit moves the offsets on.
+    ///
+    /// The store must keep offsets ([`Store::write_with_offsets`]: SQLite
+    /// and PostgreSQL do, in [`OFFSETS_TABLE`](super::OFFSETS_TABLE)).
+    pub fn commit_offsets(mut self, ledger: Arc<dyn CommitLedger>, gap_wait: Duration) -> Self {
+        self.offsets = Some((ledger, gap_wait));
+        self
+    }
+
     /// The stage's counters (a handle that stays valid after the stage moves
     /// into the graph).
     pub fn stats(&self) -> StoreStats {
@@ -284,11 +310,19 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
     }
 
     /// Writes `rows`, retrying transient failures as the policy says.
-    async fn write_with_retry(&self, rows: &[Row]) -> Result<Vec<RowResult>, StoreError> {
+    async fn write_with_retry(
+        &self,
+        rows: &[Row],
+        offsets: Option<(&str, &Offsets)>,
+    ) -> Result<Vec<RowResult>, StoreError> {
         let mut attempt = 1;
         let mut backoff = self.retry.initial_backoff;
         loop {
-            match self.store.write(rows).await {
+            let written = match offsets {
+                Some((group, offsets)) => self.store.write_with_offsets(rows, group, offsets).await,
+                None => self.store.write(rows).await,
+            };
+            match written {
                 Ok(results) => return Ok(results),
                 Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
                     StoreStats::add(&self.stats.inner.retries, 1);
@@ -351,12 +385,31 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
         &self,
         early: Vec<Option<StoreError>>,
         rows: Vec<Row>,
+        origins: &[&Origin],
     ) -> Vec<Result<(), StoreError>> {
         let stats = &self.stats.inner;
         let written = if rows.is_empty() {
             Ok(Vec::new())
+        } else if let Some((ledger, gap_wait)) = &self.offsets {
+            // The records whose rows go in: the others are not finishing.
+            let writing: Vec<&Origin> = origins
+                .iter()
+                .zip(&early)
+                .filter(|(_, e)| e.is_none())
+                .map(|(o, _)| *o)
+                .collect();
+            let (offsets, short) = offsets_for(&**ledger, &writing, *gap_wait).await;
+            if !short.is_empty() {
+                tracing::debug!(store = %self.store.describe(), partitions = ?short, "offsets stop short of the batch: an earlier record is unfinished");
+            }
+            let group = ledger.group();
+            let written = self.write_with_retry(&rows, Some((&group, &offsets))).await;
+            if let Ok(results) = &written {
+                ledger.committed(&super::cap_offsets(&offsets, &rows, results));
+            }
+            written
         } else {
-            self.write_with_retry(&rows).await
+            self.write_with_retry(&rows, None).await
         };
         let written = match written {
             Ok(w) if w.len() == rows.len() => {
@@ -439,7 +492,7 @@ impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
         let (early, rows) = self.rows(&batch, origins);
         drop(batch);
         Ok(self
-            .write_rows(early, rows)
+            .write_rows(early, rows, origins)
             .await
             .into_iter()
             .map(|r| r.map(|()| Outputs::one(())))
@@ -459,9 +512,10 @@ impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
 /// row, in input order; a row that fails goes to the dead-letter route as
 /// with [`StoreStage`] and is not passed on. Whatever comes after it (a
 /// transactional Kafka sink committing consumed offsets, say) therefore
-/// never sees a record whose row is not committed, which a `broadcast` to a store branch and a sink branch
-/// cannot promise: there the sink may finish its part of a record before
-/// the store has.
+/// never sees a record whose row is not committed. (A `broadcast` to a
+/// store branch and a sink branch keeps the same promise through the
+/// source's ledger, by making the sink wait for the store; the chain makes
+/// the order plain and the waits unnecessary.)
 pub struct ForwardStored<T>(StoreStage<T>);
 
 impl<T> std::fmt::Debug for ForwardStored<T> {
@@ -488,7 +542,7 @@ impl<T: Serialize + Send + 'static> BatchStage for ForwardStored<T> {
         origins: &[&Origin],
     ) -> BatchResult<T, StoreError> {
         let (early, rows) = self.0.rows(&batch, origins);
-        let results = self.0.write_rows(early, rows).await;
+        let results = self.0.write_rows(early, rows, origins).await;
         Ok(batch
             .into_iter()
             .zip(results)
