@@ -520,6 +520,19 @@ impl KafkaTxnSink {
             .collect()
     }
 
+    /// What commits offsets in transactions of their own, sharing the
+    /// producer (one transaction at a time).
+    fn idle_committer(&self) -> IdleCommitter {
+        IdleCommitter {
+            producer: self.producer.clone(),
+            source: self.source.clone(),
+            stats: self.stats.clone(),
+            txn: self.txn.clone(),
+            timeout: self.timeout,
+            transactional_id: self.transactional_id.clone(),
+        }
+    }
+
     fn give_up(
         &self,
         records: usize,
@@ -553,14 +566,7 @@ impl BatchStage for KafkaTxnSink {
             .await
             .map_err(|(e, _)| e)?;
         tracing::info!(transactional_id = %self.transactional_id, topic = %self.topic, "transactions initialised");
-        let committer = IdleCommitter {
-            producer: self.producer.clone(),
-            source: self.source.clone(),
-            stats: self.stats.clone(),
-            txn: self.txn.clone(),
-            timeout: self.timeout,
-            transactional_id: self.transactional_id.clone(),
-        };
+        let committer = self.idle_committer();
         let (interval, stopping) = (self.idle_commit_interval, self.stopping.clone());
         tokio::spawn(async move {
             loop {
@@ -581,16 +587,7 @@ impl BatchStage for KafkaTxnSink {
     /// Commits the offsets of whatever finished since the last transaction.
     async fn stop(&self) -> Result<(), KafkaIoError> {
         self.stopping.cancel();
-        IdleCommitter {
-            producer: self.producer.clone(),
-            source: self.source.clone(),
-            stats: self.stats.clone(),
-            txn: self.txn.clone(),
-            timeout: self.timeout,
-            transactional_id: self.transactional_id.clone(),
-        }
-        .commit()
-        .await
+        self.idle_committer().commit().await
     }
 
     async fn process_batch(

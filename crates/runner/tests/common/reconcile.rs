@@ -315,25 +315,19 @@ impl<'a> Pipeline<'a> {
         }
         let want_stored = self.to_store();
         let want_dead = self.to_dead_letter();
-        let missing: Vec<_> = want_stored.difference(&stored).take(10).collect();
-        assert!(
-            missing.is_empty(),
-            "{what}: good records not stored, e.g. {missing:?}"
+        same_set(
+            what,
+            &want_stored,
+            &stored,
+            "good records not stored",
+            "rows that should not exist",
         );
-        let extra: Vec<_> = stored.difference(&want_stored).take(10).collect();
-        assert!(
-            extra.is_empty(),
-            "{what}: rows that should not exist, e.g. {extra:?}"
-        );
-        let missing: Vec<_> = want_dead.difference(&dead).take(10).collect();
-        assert!(
-            missing.is_empty(),
-            "{what}: records not dead-lettered, e.g. {missing:?}"
-        );
-        let extra: Vec<_> = dead.difference(&want_dead).take(10).collect();
-        assert!(
-            extra.is_empty(),
-            "{what}: dead letters of good records, e.g. {extra:?}"
+        same_set(
+            what,
+            &want_dead,
+            &dead,
+            "records not dead-lettered",
+            "dead letters of good records",
         );
         assert!(
             stored.is_disjoint(&dead),
@@ -349,15 +343,12 @@ impl<'a> Pipeline<'a> {
             .map(|at| generate::id(self.input.good[at]))
             .collect();
         let got_ids: BTreeSet<String> = out_ids.keys().cloned().collect();
-        let missing: Vec<_> = want_ids.difference(&got_ids).take(10).collect();
-        assert!(
-            missing.is_empty(),
-            "{what}: stored records not in the output, e.g. {missing:?}"
-        );
-        let extra: Vec<_> = got_ids.difference(&want_ids).take(10).collect();
-        assert!(
-            extra.is_empty(),
-            "{what}: output records never stored, e.g. {extra:?}"
+        same_set(
+            what,
+            &want_ids,
+            &got_ids,
+            "stored records not in the output",
+            "output records never stored",
         );
 
         let ends = end_offsets(&self.cluster.brokers, &self.cluster.input);
@@ -539,6 +530,21 @@ impl Drop for Pipeline<'_> {
             ])
             .output();
     }
+}
+
+/// Asserts `got` is `want`, naming up to ten records `missing` from it
+/// and ten `extra` in it.
+fn same_set<T: Ord + std::fmt::Debug>(
+    what: &str,
+    want: &BTreeSet<T>,
+    got: &BTreeSet<T>,
+    missing: &str,
+    extra: &str,
+) {
+    let absent: Vec<_> = want.difference(got).take(10).collect();
+    assert!(absent.is_empty(), "{what}: {missing}, e.g. {absent:?}");
+    let more: Vec<_> = got.difference(want).take(10).collect();
+    assert!(more.is_empty(), "{what}: {extra}, e.g. {more:?}");
 }
 
 /// Whether `child` is still running (reaped children are not).
