@@ -355,8 +355,8 @@ pub(crate) async fn run_sequential<S: Stage>(
             let d = clock.lap(Phase::Busy, Phase::Blocked);
             m.latency.record_n(d, ready_run);
         } else {
-            // Since the last lap: settling, counted with the flush as before.
-            clock.relabel(Phase::Blocked);
+            // Settling so far was busy; the flush is blocked.
+            clock.switch(Phase::Blocked);
         }
         let alive = {
             let rx_ref = &rx;
@@ -478,7 +478,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
         } else {
             Phase::Idle
         };
-        clock.relabel(waiting);
+        clock.switch(waiting);
         enum Event<T> {
             Done(T),
             Received(bool),
@@ -560,8 +560,8 @@ pub(crate) async fn run_concurrent<S: Stage>(
                         }
                     }
                 }
-                // Since the last lap: settling, counted with the flush.
-                clock.relabel(Phase::Blocked);
+                // Settling so far was busy; the flush is blocked.
+                clock.switch(Phase::Blocked);
                 let alive = {
                     let rx_ref = &rx;
                     let mut rel = |r: Release| rx_ref.release(r);

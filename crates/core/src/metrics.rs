@@ -273,12 +273,15 @@ impl Clock {
         d
     }
 
-    /// Renames the open phase without ending it: the time since the last
-    /// lap belongs to `phase`.
-    pub(crate) fn relabel(&mut self, phase: Phase) {
+    /// Ends the open phase, whichever it is, and opens `phase`. The time so
+    /// far stays with the phase that was open: a snapshot may already have
+    /// counted it there, and moving it afterwards would count it twice (the
+    /// reported values never go back).
+    pub(crate) fn switch(&mut self, phase: Phase) {
         if phase != self.phase {
+            let (now, _) = self.publish(true, Some(phase));
+            self.last = now;
             self.phase = phase;
-            self.publish(false, Some(phase));
         }
     }
 
@@ -754,6 +757,31 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A phase a snapshot has seen open keeps that time when the node
+    /// switches phase: counting it again under the new phase would report
+    /// more time than has passed, for good (reported values never go back).
+    #[test]
+    fn a_switch_after_a_snapshot_counts_the_open_time_once() {
+        let m = Arc::new(StageMetrics::new("s".into(), NodeKind::Stage, 1));
+        let started = Instant::now();
+        let mut clock = Clock::start(m.clone(), Phase::Idle);
+        // An open phase long enough that counting it twice cannot hide in
+        // the time between the reads below.
+        while started.elapsed() < Duration::from_millis(5) {
+            std::hint::spin_loop();
+        }
+        let seen = m.time_ns();
+        assert!(seen[Phase::Idle as usize] > 0, "{seen:?}");
+        clock.switch(Phase::Busy);
+        let after = m.time_ns();
+        let wall = started.elapsed().as_nanos() as u64;
+        assert!(
+            after.iter().sum::<u64>() <= wall,
+            "{seen:?} then {after:?}: more than the {wall} ns that passed"
+        );
+        drop(clock);
+    }
+
     /// A reader racing the one writer sees every counter grow monotonically
     /// and never more time in all than has passed: the open phase is never
     /// counted twice.
@@ -770,8 +798,8 @@ mod tests {
                 for i in 0..200_000 {
                     clock.lap(phases[i % 3], phases[(i + 1) % 3]);
                     if i % 1_000 == 0 {
-                        clock.relabel(Phase::Busy);
-                        clock.relabel(phases[(i + 1) % 3]);
+                        clock.switch(Phase::Busy);
+                        clock.switch(phases[(i + 1) % 3]);
                     }
                 }
                 done.store(true, Ordering::SeqCst);
