@@ -139,7 +139,7 @@ impl fmt::Display for Summary {
                 for (path, keywords) in &self.rejected_by_path {
                     for (keyword, n) in keywords {
                         let what = format!("{keyword} at {path:?}");
-                        writeln!(f, "      {what:<20}{n:>8}")?;
+                        writeln!(f, "      {what:<20} {n:>7}")?;
                     }
                 }
             }

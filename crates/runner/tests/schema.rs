@@ -477,3 +477,378 @@ fn the_json_schema_test_suite_through_the_binary_reconciles() {
     );
     assert_eq!(cases, groups.iter().map(|g| g.cases.len()).sum::<usize>());
 }
+
+#[test]
+fn a_schema_that_cannot_be_used_exits_3_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let missing = dir.path().join("missing.json").display().to_string();
+    let not_json = file("broken.json", "{\"type\": \"object\",}");
+    let invalid = file(
+        "invalid.json",
+        r#"{"properties": {"amount": {"minimum": "zero"}}}"#,
+    );
+    let remote = file(
+        "remote.json",
+        r#"{"$ref": "https://example.com/order.json"}"#,
+    );
+    let config = file(
+        "config.toml",
+        &format!("[validate]\nschema = {invalid:?}\n"),
+    );
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--schema", &missing],
+            format!("invalid setting validate.schema: cannot read schema file {missing}: "),
+        ),
+        (
+            vec!["--schema", &not_json],
+            format!(
+                "invalid setting validate.schema: {not_json}: not JSON: trailing comma at line 1 column 19"
+            ),
+        ),
+        (
+            vec!["--schema", &invalid],
+            format!(
+                r#"invalid setting validate.schema: {invalid}: not a valid draft 2020-12 schema: at "/properties/amount/minimum": "zero" is not of type "number""#
+            ),
+        ),
+        (
+            vec!["--config", &config],
+            format!(
+                r#"invalid setting validate.schema: {invalid}: not a valid draft 2020-12 schema: at "/properties/amount/minimum""#
+            ),
+        ),
+        (
+            vec!["--schema", &remote],
+            format!(
+                "invalid setting validate.schema: {remote}: unresolvable reference: Resource 'https://example.com/order.json'"
+            ),
+        ),
+        (
+            vec!["--max-payload-bytes", "0"],
+            "invalid setting validate.max_payload_bytes: must be at least 1".into(),
+        ),
+        (
+            vec!["--cents-field", "email"],
+            "invalid setting transform.cents_field: \"email\" would overwrite a field the transform reads".into(),
+        ),
+    ];
+    for (flags, want) in cases {
+        // No --brokers: the embedded default, which would generate its
+        // input first; a bad schema stops the run before that.
+        let mut args = vec!["run", "--http", "off", "--records", "1000"];
+        args.extend(&flags);
+        let out = run(&args, "a bad schema");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{flags:?}: {err}");
+        assert!(
+            err.contains(&want),
+            "{flags:?}: the error says {want:?}:\n{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{flags:?}: one line:\n{err}");
+    }
+}
+
+/// A tiny HTTP/1.1 GET on loopback; the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // Chunked: size line, data, ..., 0.
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    }
+}
+
+#[test]
+fn rejections_per_keyword_and_path_in_status_metrics_and_the_summary() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "required": ["id"],
+        "properties": {
+            "amount": {"type": "number", "minimum": 0},
+            "lines": {"type": "array", "items": {"properties": {"qty": {"type": "integer"}}}}
+        }
+    });
+    let mut payloads: Vec<String> = (0..6)
+        .map(|i| format!(r#"{{"id":"ok-{i}","amount":{i}}}"#))
+        .collect();
+    payloads.extend((0..3).map(|i| format!(r#"{{"amount":{i}}}"#))); // required at ""
+    payloads.extend((0..2).map(|i| format!(r#"{{"id":"m-{i}","amount":-{i}.5}}"#))); // minimum at /amount
+    payloads.extend(
+        (0..4).map(|i| format!(r#"{{"id":"q-{i}","lines":[{{"qty":1}},{{"qty":"{i}"}}]}}"#)),
+    ); // type at /lines/*/qty
+    payloads.push("[1,2]".into()); // type at ""
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema_file = dir.path().join("orders.schema.json");
+    std::fs::write(&schema_file, schema.to_string()).expect("write");
+    let unique = format!("counters-{}", std::process::id());
+    let (input, output, dlq) = (
+        format!("{unique}-in"),
+        format!("{unique}-out"),
+        format!("{unique}-dlq"),
+    );
+    create_topics(REAL_BROKER, &[(&input, 1), (&output, 1), (&dlq, 1)]);
+    let offsets = produce(REAL_BROKER, &[(&input, payloads.clone())]).remove(0);
+    let db = dir.path().join("counters.db");
+    let store = format!("sqlite://{}", db.display());
+    let summary_file = dir.path().join("summary.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = sluicegate(&[
+        "run",
+        "--brokers",
+        REAL_BROKER,
+        "--group",
+        &unique,
+        "--input-topic",
+        &input,
+        "--output-topic",
+        &output,
+        "--dead-letter-topic",
+        &dlq,
+        "--store",
+        &store,
+        "--schema",
+        schema_file.to_str().expect("utf-8"),
+        "--http",
+        &addr,
+        "--quiet",
+        "--commit-interval-ms",
+        "100",
+        "--summary-file",
+        summary_file.to_str().expect("utf-8"),
+    ])
+    .env("RUST_LOG", "info,librdkafka=warn")
+    .spawn()
+    .expect("spawn sluicegate");
+    let log = watch_stderr(&mut child);
+    // Done when the group committed every record (watched on the broker).
+    let total = payloads.len() as i64;
+    let start = std::time::Instant::now();
+    while committed_offsets(REAL_BROKER, &unique, &input)
+        .values()
+        .sum::<i64>()
+        < total
+    {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "not committed; log:\n{}",
+            log.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let status: Value = serde_json::from_str(&http_get(&addr, "/status")).expect("status JSON");
+    let v = &status["extra"]["validation"];
+    assert_eq!(
+        v["schema"],
+        Value::String(schema_file.display().to_string()),
+        "{v}"
+    );
+    assert_eq!(v["draft"], "2020-12", "{v}");
+    assert_eq!(
+        (
+            v["checked"].as_u64(),
+            v["passed"].as_u64(),
+            v["rejected"].as_u64()
+        ),
+        (Some(16), Some(6), Some(10)),
+        "{v}"
+    );
+    let want_keywords = serde_json::json!({"minimum": 2, "required": 3, "type": 5});
+    let want_paths = serde_json::json!({
+        "": {"required": 3, "type": 1},
+        "/amount": {"minimum": 2},
+        "/lines/*/qty": {"type": 4}
+    });
+    assert_eq!(v["by_keyword"], want_keywords, "{v}");
+    assert_eq!(v["by_path"], want_paths, "{v}");
+
+    let metrics = http_get(&addr, "/metrics");
+    for line in [
+        r#"sluicegate_validation_checked_total{graph="sluicegate"} 16"#,
+        r#"sluicegate_validation_passed_total{graph="sluicegate"} 6"#,
+        r#"sluicegate_validation_rejected_total{graph="sluicegate",keyword="required",path=""} 3"#,
+        r#"sluicegate_validation_rejected_total{graph="sluicegate",keyword="type",path=""} 1"#,
+        r#"sluicegate_validation_rejected_total{graph="sluicegate",keyword="minimum",path="/amount"} 2"#,
+        r#"sluicegate_validation_rejected_total{graph="sluicegate",keyword="type",path="/lines/*/qty"} 4"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "/metrics has {line}:\n{metrics}"
+        );
+    }
+
+    signal(&child, "TERM");
+    let out = finish(child, PATIENCE, "sluicegate after SIGTERM");
+    assert_eq!(out.status.code(), Some(0), "log:\n{}", log.text());
+    let s = summary(&summary_file);
+    assert_eq!(s["rejected_by_keyword"], want_keywords, "{s}");
+    assert_eq!(s["rejected_by_path"], want_paths, "{s}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["type", "at", r#""/lines/*/qty""#, "4"]),
+        "{stdout}"
+    );
+    // And from the broker: the 10 rejected records, and only they, are
+    // dead letters.
+    let dead = read_topic(REAL_BROKER, &dlq, "read_uncommitted", PATIENCE);
+    let origins: BTreeSet<(i32, i64)> = dead.iter().map(Msg::origin).collect();
+    let want: BTreeSet<(i32, i64)> = offsets[6..].iter().map(|&o| (0, o)).collect();
+    assert_eq!(origins, want, "{dead:?}");
+}
+
+#[test]
+fn the_transform_fields_come_from_the_settings() {
+    // Generated events on librdkafka's mock cluster; `user` pseudonymised
+    // instead of `email`, `amount` converted into `cents`.
+    let cluster = Cluster::new(2, 300, 0.0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("transform.toml");
+    std::fs::write(
+        &config,
+        "[transform]\npseudonymise = [\"user\"]\ncents = \"amount\"\ncents_field = \"cents\"\n",
+    )
+    .expect("write");
+    let db = dir.path().join("transform.db");
+    let store = format!("sqlite://{}", db.display());
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(cluster.args());
+    args.extend(
+        [
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--store",
+            &store,
+            "--until-caught-up",
+            "--http",
+            "off",
+            "--quiet",
+        ]
+        .map(String::from),
+    );
+    let out = run(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "transform settings",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let produced = read_topic(
+        &cluster.brokers,
+        &cluster.output,
+        "read_uncommitted",
+        PATIENCE,
+    );
+    assert_eq!(produced.len(), 300);
+    for m in &produced {
+        let v: Value = serde_json::from_slice(&m.payload).expect("JSON");
+        let i: u64 = v["id"]
+            .as_str()
+            .and_then(|id| id.strip_prefix("e-"))
+            .and_then(|n| n.parse().ok())
+            .expect("id");
+        let user = v["user"].as_str().expect("user");
+        assert!(
+            user.len() == 64 && user.chars().all(|c| c.is_ascii_hexdigit()),
+            "{v}"
+        );
+        assert_eq!(
+            v["email"],
+            Value::String(format!("user{}@example.com", i % 1_000)),
+            "{v}"
+        );
+        let amount = v["amount"].as_f64().expect("amount");
+        assert_eq!(
+            v["cents"].as_i64(),
+            Some((amount * 100.0).round() as i64),
+            "{v}"
+        );
+        assert!(v.get("amount_cents").is_none(), "{v}");
+    }
+
+    // Flags beat the file: nothing pseudonymised, no cents.
+    let db2 = dir.path().join("transform2.db");
+    let store2 = format!("sqlite://{}", db2.display());
+    let cluster = Cluster::new(1, 50, 0.0);
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(cluster.args());
+    args.extend(
+        [
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--pseudonymise",
+            "",
+            "--cents",
+            "",
+            "--store",
+            &store2,
+            "--until-caught-up",
+            "--http",
+            "off",
+            "--quiet",
+        ]
+        .map(String::from),
+    );
+    let out = run(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "transform flags",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for m in read_topic(
+        &cluster.brokers,
+        &cluster.output,
+        "read_uncommitted",
+        PATIENCE,
+    ) {
+        let v: Value = serde_json::from_slice(&m.payload).expect("JSON");
+        assert!(
+            v["user"].as_str().is_some_and(|u| u.starts_with("u-")),
+            "{v}"
+        );
+        assert!(
+            v.get("cents").is_none() && v.get("amount_cents").is_none(),
+            "{v}"
+        );
+        assert!(
+            v["fingerprint"].as_str().is_some_and(|f| f.len() == 64),
+            "{v}"
+        );
+    }
+}
