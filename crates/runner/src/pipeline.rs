@@ -13,9 +13,8 @@
 //! that failed (`path "/amount": keyword minimum: -5 is less than the
 //! minimum of 0`). `transform` pseudonymises the fields of
 //! `transform.pseudonymise` and converts `transform.cents` to integer
-//! cents, then fingerprints the record (see
-//! [`EnrichAndHash`](sluicegate_stages::transform::EnrichAndHash)); a
-//! record that is not an object passes through it unchanged.
+//! cents, then fingerprints the record (see [`EnrichAndHash`]); a record
+//! that is not an object passes through it unchanged.
 //!
 //! A record's offset is committed only once every branch finished it: stored
 //! (or found already stored) and delivered to the output topic, or
