@@ -15,6 +15,7 @@ use crate::pipeline::{self, PipelineError};
 use crate::runner::{LiveView, RunError, Runner, RunnerOptions, Stopped};
 use crate::settings::Settings;
 use crate::summary::Summary;
+use crate::validation;
 
 /// Why a command could not run, with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +127,14 @@ pub struct RunOptions {
 /// one line naming the problem.
 pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppError> {
     let mut settings = settings;
+    // A schema that cannot be used stops the run before anything starts.
+    let schema = pipeline::validator(&settings)?;
+    let schema_name = settings.validate.schema.as_ref().map_or_else(
+        || "built-in event schema".to_string(),
+        |p| p.display().to_string(),
+    );
+    tracing::info!(schema = %schema_name, draft = schema.draft(), "validating records against the schema");
+    drop(schema);
     let connect = Duration::from_millis(settings.kafka.connect_timeout_ms);
     let embedded = if settings.is_embedded() {
         let e = &settings.embedded;
@@ -258,7 +267,15 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
         live_view: options.live_view,
         handle_signals: true,
     })
-    .kafka_sources(handles);
+    .kafka_sources(handles)
+    .extra_status({
+        let v = pipeline.validator.clone();
+        move || serde_json::json!({ "validation": validation::status(&v, &schema_name) })
+    })
+    .extra_metrics({
+        let v = pipeline.validator.clone();
+        move |graph| validation::prometheus(&v, graph)
+    });
     let outcome = runner.run(graph, stop).await.map_err(run_error)?;
     if let Stopped::Forced(name) = outcome.stopped {
         // No summary: the graph was abandoned mid-drain, its counts are not

@@ -211,6 +211,51 @@ pub struct RunArgs {
     #[arg(long, env = "SLUICEGATE_HASH_ROUNDS", help_heading = "Stages")]
     pub hash_rounds: Option<u32>,
 
+    /// JSON Schema file records are validated against (draft 2020-12 unless
+    /// its $schema names another) [default: the built-in event schema].
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SLUICEGATE_SCHEMA",
+        help_heading = "Records"
+    )]
+    pub schema: Option<PathBuf>,
+    /// Assert "format" (email, date-time, uuid, ...) instead of treating it
+    /// as an annotation.
+    #[arg(long, env = "SLUICEGATE_VALIDATE_FORMATS", help_heading = "Records")]
+    pub validate_formats: bool,
+    /// Records larger than this are dead-lettered unparsed [default: 8192].
+    #[arg(long, env = "SLUICEGATE_MAX_PAYLOAD_BYTES", help_heading = "Records")]
+    pub max_payload_bytes: Option<usize>,
+    /// Top-level fields the transform pseudonymises (keyed HMAC), comma
+    /// separated; "" for none [default: email].
+    #[arg(
+        long,
+        value_name = "FIELDS",
+        env = "SLUICEGATE_PSEUDONYMISE",
+        value_delimiter = ',',
+        num_args = 0..,
+        help_heading = "Records"
+    )]
+    pub pseudonymise: Option<Vec<String>>,
+    /// Top-level number the transform converts to integer cents; "" for
+    /// none [default: amount].
+    #[arg(
+        long,
+        value_name = "FIELD",
+        env = "SLUICEGATE_CENTS",
+        help_heading = "Records"
+    )]
+    pub cents: Option<String>,
+    /// Where the cents go [default: FIELD_cents].
+    #[arg(
+        long,
+        value_name = "FIELD",
+        env = "SLUICEGATE_CENTS_FIELD",
+        help_heading = "Records"
+    )]
+    pub cents_field: Option<String>,
+
     /// Embedded default: records generated [default: 100000].
     #[arg(long, env = "SLUICEGATE_RECORDS", help_heading = "Embedded")]
     pub records: Option<u64>,
@@ -326,6 +371,19 @@ impl RunArgs {
         set(&mut st.produce.capacity, &self.produce_capacity);
         set(&mut st.produce.workers, &self.produce_in_flight);
         set(&mut s.run.hash_rounds, &self.hash_rounds);
+        if self.schema.is_some() {
+            s.validate.schema.clone_from(&self.schema);
+        }
+        if self.validate_formats {
+            s.validate.formats = true;
+        }
+        set(&mut s.validate.max_payload_bytes, &self.max_payload_bytes);
+        if let Some(fields) = &self.pseudonymise {
+            // `--pseudonymise ""` (or the flag alone) clears the list.
+            s.transform.pseudonymise = fields.iter().filter(|f| !f.is_empty()).cloned().collect();
+        }
+        set(&mut s.transform.cents, &self.cents);
+        set(&mut s.transform.cents_field, &self.cents_field);
         set(&mut s.embedded.records, &self.records);
         set(&mut s.embedded.partitions, &self.partitions);
         set(&mut s.embedded.malformed, &self.malformed);

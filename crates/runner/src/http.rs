@@ -141,6 +141,9 @@ impl fmt::Display for Phase {
 /// Computes the `extra` member of `/status`.
 type ExtraFn = Arc<dyn Fn() -> Value + Send + Sync>;
 
+/// Computes extra Prometheus text for `/metrics`, given the graph's name.
+type ExtraMetricsFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// One recorded snapshot, for rates.
 struct Sample {
     at: Instant,
@@ -151,6 +154,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     phase: Mutex<Phase>,
     extra: Mutex<Option<ExtraFn>>,
+    extra_metrics: Mutex<Option<ExtraMetricsFn>>,
     frontier: Mutex<Option<Frontier>>,
     /// Oldest first; at most one sample older than [`WINDOW`] is kept.
     samples: Mutex<VecDeque<Sample>>,
@@ -206,6 +210,7 @@ impl StatusBoard {
                 metrics,
                 phase: Mutex::new(Phase::Starting),
                 extra: Mutex::new(None),
+                extra_metrics: Mutex::new(None),
                 frontier: Mutex::new(None),
                 samples: Mutex::new(VecDeque::new()),
             }),
@@ -223,6 +228,15 @@ impl StatusBoard {
     /// never put secrets in it. Replaces an earlier one.
     pub fn set_extra(&self, f: impl Fn() -> Value + Send + Sync + 'static) {
         *lock(&self.inner.extra) = Some(Arc::new(f));
+    }
+
+    /// Sets a function whose Prometheus text (format 0.0.4: `# HELP`,
+    /// `# TYPE` and samples, each line ending in a newline) is appended to
+    /// `/metrics`; it is given the graph's name for a `graph` label. It runs
+    /// at request time on the server's task, so it must be quick and must
+    /// not block. Replaces an earlier one.
+    pub fn set_extra_metrics(&self, f: impl Fn(&str) -> String + Send + Sync + 'static) {
+        *lock(&self.inner.extra_metrics) = Some(Arc::new(f));
     }
 
     /// Shows the commit frontier of the graph's Kafka sources: under
@@ -361,8 +375,9 @@ impl StatusBoard {
 
     /// The text `/metrics` returns: [`Snapshot::to_prometheus`] followed by
     /// `sluicegate_phase{graph,phase}` (1 for the current phase, 0 for the
-    /// others), `sluicegate_uptime_seconds{graph}`, and the commit frontier
-    /// of the Kafka sources, if any ([`crate::frontier::prometheus`]).
+    /// others), `sluicegate_uptime_seconds{graph}`, the commit frontier
+    /// of the Kafka sources, if any ([`crate::frontier::prometheus`]), and
+    /// the text of [`set_extra_metrics`](Self::set_extra_metrics), if any.
     pub fn prometheus(&self) -> String {
         let snapshot = self.inner.metrics.snapshot();
         let mut out = snapshot.to_prometheus();
@@ -394,6 +409,11 @@ impl StatusBoard {
         if let Some(f) = frontier {
             out.push_str(&f.prometheus(&snapshot.graph));
         }
+        // Called outside the lock, like the extra status.
+        let extra = lock(&self.inner.extra_metrics).clone();
+        if let Some(f) = extra {
+            out.push_str(&f(&snapshot.graph));
+        }
         out
     }
 
@@ -413,7 +433,7 @@ impl StatusBoard {
     }
 }
 
-fn escape_label(s: &str) -> String {
+pub(crate) fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -15,7 +15,8 @@
 //!   cluster in-process, filled with the [`generate`]d stream.
 //! - [`cli`] and [`settings`]: flags (each with an environment variable) and
 //!   the optional TOML file.
-//! - [`summary`]: what a run did, reconciled.
+//! - [`summary`]: what a run did, reconciled; [`validation`]: the schema's
+//!   rejections per keyword and path in `/status` and `/metrics`.
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod pipeline;
 pub mod runner;
 pub mod settings;
 pub mod summary;
+pub mod validation;
 pub mod view;
 
 pub use runner::{LiveView, Outcome, RunError, Runner, RunnerOptions, Stopped};

@@ -6,6 +6,16 @@
 //! any failure ──→ dead_letters (dead-letter topic, headers name the reason)
 //! ```
 //!
+//! Records are JSON values. `validate` checks each against a JSON Schema:
+//! the file `validate.schema` (`--schema`) names, or the built-in
+//! [`EVENT_SCHEMA`] of the generated events; a rejected record is
+//! dead-lettered with a reason naming the instance path and the keyword
+//! that failed (`path "/amount": keyword minimum: -5 is less than the
+//! minimum of 0`). `transform` pseudonymises the fields of
+//! `transform.pseudonymise` and converts `transform.cents` to integer
+//! cents, then fingerprints the record (see [`EnrichAndHash`]); a record
+//! that is not an object passes through it unchanged.
+//!
 //! A record's offset is committed only once every branch finished it: stored
 //! (or found already stored) and delivered to the output topic, or
 //! dead-lettered. Reading a record twice stores it once (rows are keyed by
@@ -53,14 +63,12 @@ use sluicegate_kafka_io::{
     DeadLetterSink, KafkaConfig, KafkaIoError, KafkaSink, KafkaSource, KafkaSourceHandle,
     KafkaTxnSink, OffsetStore, ProducerRecord, SinkStats, TxnStats, consumer_group,
 };
-use sluicegate_stages::Record;
 use sluicegate_stages::codec::{Codec, Json};
 use sluicegate_stages::store::{Store, StoreError, StoreStage, StoreStats};
 use sluicegate_stages::transform::{EnrichAndHash, EnrichConfig};
-use sluicegate_stages::validate::{Field, Kind, Validator};
+use sluicegate_stages::validate::SchemaValidator;
 
-use crate::generate::MAX_PAYLOAD_BYTES;
-use crate::settings::{Settings, StageSettings};
+use crate::settings::{Settings, SettingsError, StageSettings};
 
 /// Why the pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +93,8 @@ pub struct Pipeline {
     pub store: Arc<dyn Store>,
     /// Rows inserted, duplicates, commits, retries.
     pub store_stats: StoreStats,
-    /// Rejections per rule.
-    pub validator: Validator,
+    /// The schema and its rejections per keyword and path.
+    pub validator: SchemaValidator,
     /// Deliveries to the output topic (`None` with no output topic).
     pub produced: Option<Produced>,
 }
@@ -112,45 +120,35 @@ impl Produced {
     }
 }
 
-/// The validation rules of the reference pipeline's events.
+/// The JSON Schema of the generated events (draft 2020-12): what the
+/// binary validates with when no `validate.schema` is given. The same text
+/// is in `crates/runner/schemas/event.schema.json`, a starting point for a
+/// schema of your own.
+pub const EVENT_SCHEMA: &str = include_str!("../schemas/event.schema.json");
+
+/// The validate stage's schema: the file `validate.schema` names, or
+/// [`EVENT_SCHEMA`], compiled.
 ///
 /// # Errors
 ///
-/// Never in practice (the patterns are constants); a bad pattern is reported.
-pub fn validator() -> Result<Validator, PipelineError> {
-    Validator::builder()
-        .max_payload_bytes(MAX_PAYLOAD_BYTES)
-        .field(
-            Field::new("id")
-                .required()
-                .kind(Kind::String)
-                .pattern("^[A-Za-z0-9_.-]{1,64}$"),
+/// [`PipelineError::Config`] naming the setting `validate.schema` and what
+/// is wrong: the file unreadable, not JSON, not a valid schema (the place
+/// in it), or a reference that does not resolve.
+pub fn validator(settings: &Settings) -> Result<SchemaValidator, PipelineError> {
+    let builder = SchemaValidator::builder().formats(settings.validate.formats);
+    match &settings.validate.schema {
+        Some(path) => builder.build_file(path),
+        None => builder.build_str(EVENT_SCHEMA),
+    }
+    .map_err(|e| {
+        PipelineError::Config(
+            SettingsError::Invalid {
+                key: "validate.schema".into(),
+                message: e.to_string(),
+            }
+            .to_string(),
         )
-        .field(
-            Field::new("user")
-                .required()
-                .kind(Kind::String)
-                .max_length(64),
-        )
-        .field(
-            Field::new("email")
-                .kind(Kind::String)
-                .pattern(r"^[^@\s]+@[^@\s]+$"),
-        )
-        .field(
-            Field::new("amount")
-                .required()
-                .kind(Kind::Number)
-                .range(0.0, 1_000_000.0),
-        )
-        .field(
-            Field::new("currency")
-                .required()
-                .one_of(["EUR", "USD", "GBP", "JPY"]),
-        )
-        .field(Field::new("ts").required().kind(Kind::Integer))
-        .build()
-        .map_err(|e| PipelineError::Config(e.to_string()))
+    })
 }
 
 /// The Kafka client settings of a run against `brokers`, with the user's
@@ -227,8 +225,8 @@ pub async fn build(
     let handles: Vec<KafkaSourceHandle> = sources.iter().map(KafkaSource::handle).collect();
 
     let st = &settings.stages;
-    let validator = validator()?;
-    let store_stage = StoreStage::<Record>::new(store.clone());
+    let validator = validator(settings)?;
+    let store_stage = StoreStage::<Value>::new(store.clone());
     let store_stage = if settings.store.offsets {
         store_stage.commit_offsets(Arc::new(Ledgers(handles.clone())), Duration::from_secs(1))
     } else {
@@ -264,31 +262,41 @@ pub async fn build(
     };
 
     let enrich = EnrichAndHash::new(
-        EnrichConfig::new(hash_key(), ["email"]).rounds(settings.run.hash_rounds),
+        EnrichConfig::new(hash_key(), settings.transform.pseudonymise.clone())
+            .rounds(settings.run.hash_rounds),
     );
+    let cents = settings
+        .transform
+        .cents()
+        .map(|(from, to)| (from.to_string(), to));
     let panic_suffix = settings.run.panic_on_id_suffix.clone();
-    let transform = blocking(st.transform.workers, move |mut r: Record| {
+    let transform = blocking(st.transform.workers, move |record: Value| {
         if !panic_suffix.is_empty()
-            && r.get("id")
+            && record
+                .get("id")
                 .and_then(Value::as_str)
                 .is_some_and(|id| id.ends_with(&panic_suffix))
         {
             panic!("fault injection: id ends with {panic_suffix:?}");
         }
-        let amount = r.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
-        r.insert(
-            "amount_cents".into(),
-            Value::from((amount * 100.0).round() as i64),
-        );
-        Ok::<_, std::convert::Infallible>(enrich.apply(r))
+        let Value::Object(mut r) = record else {
+            return Ok(record);
+        };
+        if let Some((from, to)) = &cents {
+            if let Some(amount) = r.get(from).and_then(Value::as_f64) {
+                r.insert(to.clone(), Value::from((amount * 100.0).round() as i64));
+            }
+        }
+        Ok::<_, std::convert::Infallible>(Value::Object(enrich.apply(r)))
     });
+    let max_payload = settings.validate.max_payload_bytes;
     let validated = input
         .via(spec(
             "decode",
-            try_map(|payload: Bytes| {
-                if payload.len() > MAX_PAYLOAD_BYTES {
+            try_map(move |payload: Bytes| {
+                if payload.len() > max_payload {
                     return Err(format!(
-                        "payload of {} bytes is over the limit of {MAX_PAYLOAD_BYTES} bytes",
+                        "payload of {} bytes is over the limit of {max_payload} bytes",
                         payload.len()
                     ));
                 }
@@ -296,14 +304,7 @@ pub async fn build(
             }),
             &st.decode,
         ))
-        .via(spec(
-            "validate",
-            {
-                let v = validator.clone();
-                try_map(move |value: Value| v.validate_value(value))
-            },
-            &st.validate,
-        ))
+        .via(spec("validate", validator.clone(), &st.validate))
         .via(
             spec("transform", transform, &st.transform)
                 .concurrency(st.transform.workers)
@@ -325,7 +326,7 @@ pub async fn build(
     let encode = || {
         spec(
             "encode",
-            try_map(|r: Record| serde_json::to_vec(&r).map(ProducerRecord::new)),
+            try_map(|r: Value| serde_json::to_vec(&r).map(ProducerRecord::new)),
             &st.produce,
         )
     };

@@ -116,16 +116,19 @@ impl Outcome {
 pub struct Runner {
     options: RunnerOptions,
     extra: Option<ExtraStatus>,
+    extra_metrics: Option<ExtraMetrics>,
     frontier: Option<Frontier>,
 }
 
 type ExtraStatus = std::sync::Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+type ExtraMetrics = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
             .field("options", &self.options)
             .field("extra_status", &self.extra.is_some())
+            .field("extra_metrics", &self.extra_metrics.is_some())
             .field("frontier", &self.frontier)
             .finish()
     }
@@ -148,6 +151,7 @@ impl Runner {
         Runner {
             options,
             extra: None,
+            extra_metrics: None,
             frontier: None,
         }
     }
@@ -179,6 +183,14 @@ impl Runner {
         self
     }
 
+    /// Extra Prometheus text for `/metrics` (counters of your own), computed
+    /// at each request from the graph's name; see
+    /// [`StatusBoard::set_extra_metrics`](crate::http::StatusBoard::set_extra_metrics).
+    pub fn extra_metrics(mut self, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.extra_metrics = Some(std::sync::Arc::new(f));
+        self
+    }
+
     /// Runs `graph` until it ends by itself, `stop` completes, or (with
     /// signal handling on) SIGINT or SIGTERM arrives; then drains it within
     /// the deadline. A further signal while it drains ends the drain at
@@ -200,6 +212,10 @@ impl Runner {
         if let Some(extra) = &self.extra {
             let extra = extra.clone();
             board.set_extra(move || extra());
+        }
+        if let Some(extra) = &self.extra_metrics {
+            let extra = extra.clone();
+            board.set_extra_metrics(move |graph| extra(graph));
         }
         if let Some(frontier) = &self.frontier {
             board.set_frontier(frontier.clone());

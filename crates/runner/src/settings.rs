@@ -31,6 +31,17 @@
 //! batch_wait_ms = 50
 //! offsets = false                 # true: the group's offsets kept here, with the rows
 //!
+//! [validate]
+//! schema = "orders.schema.json"   # a JSON Schema file (draft 2020-12 unless its $schema
+//!                                 # names another); leave out for the built-in event schema
+//! formats = false                 # true: "format" (email, date-time, uuid, ...) is asserted
+//! max_payload_bytes = 8192        # larger records are dead-lettered before parsing
+//!
+//! [transform]
+//! pseudonymise = ["email"]        # top-level fields replaced by their keyed HMAC; [] for none
+//! cents = "amount"                # a top-level number converted to integer cents; "" for none
+//! cents_field = ""                # where the cents go; "" = "<cents>_cents" (amount_cents)
+//!
 //! [stages.transform]
 //! capacity = 64
 //! workers = 2
@@ -43,7 +54,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +68,10 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// The database the `store` stage writes to.
     pub store: StoreSettings,
+    /// What a valid record is: the schema, formats, the payload limit.
+    pub validate: ValidateSettings,
+    /// Which fields the transform pseudonymises and converts.
+    pub transform: TransformSettings,
     /// Mailboxes and workers of each stage.
     pub stages: StagesSettings,
     /// The embedded default's generated input.
@@ -165,6 +180,78 @@ impl Default for StoreSettings {
             batch_wait_ms: 50,
             offsets: false,
         }
+    }
+}
+
+/// What a valid record is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidateSettings {
+    /// A JSON Schema file (draft 2020-12 unless its `$schema` names draft
+    /// 4, 6, 7 or 2019-09), relative to the working directory. `None`: the
+    /// built-in schema of the generated events
+    /// ([`EVENT_SCHEMA`](crate::pipeline::EVENT_SCHEMA)). The schema is one
+    /// self-contained document: nothing is fetched, so a `$ref` to another
+    /// file or URL is a configuration error.
+    pub schema: Option<PathBuf>,
+    /// Whether `format` is an assertion (a string that is not a valid
+    /// `email`, `date-time`, `uuid`, ... is rejected) rather than an
+    /// annotation (the draft 2020-12 default).
+    pub formats: bool,
+    /// Records larger than this are dead-lettered before they are parsed.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for ValidateSettings {
+    fn default() -> Self {
+        ValidateSettings {
+            schema: None,
+            formats: false,
+            max_payload_bytes: crate::generate::MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// Which fields the transform works on. Fields are top-level keys of a
+/// record; a record without them (or one that is not an object) passes
+/// through without that step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformSettings {
+    /// Fields whose values are replaced by their keyed HMAC-SHA-256 (hex;
+    /// the key is `SLUICEGATE_HASH_KEY`, `run.hash_rounds` rounds): personal
+    /// data such as e-mail addresses. Empty for none.
+    pub pseudonymise: Vec<String>,
+    /// A numeric field converted to integer cents (× 100, rounded) into
+    /// [`cents_field`](Self::cents_field); empty for none. A record whose
+    /// field is missing or not a number gets no cents field.
+    pub cents: String,
+    /// Where the cents go; empty for `<cents>_cents`.
+    pub cents_field: String,
+}
+
+impl Default for TransformSettings {
+    fn default() -> Self {
+        TransformSettings {
+            pseudonymise: vec!["email".into()],
+            cents: "amount".into(),
+            cents_field: String::new(),
+        }
+    }
+}
+
+impl TransformSettings {
+    /// The field converted to cents and the field the cents go to, if any.
+    pub fn cents(&self) -> Option<(&str, String)> {
+        if self.cents.is_empty() {
+            return None;
+        }
+        let to = if self.cents_field.is_empty() {
+            format!("{}_cents", self.cents)
+        } else {
+            self.cents_field.clone()
+        };
+        Some((&self.cents, to))
     }
 }
 
@@ -420,6 +507,32 @@ impl Settings {
         }
         if self.store.batch == 0 {
             return bad("store.batch", "must be at least 1");
+        }
+        if self.validate.max_payload_bytes == 0 {
+            return bad("validate.max_payload_bytes", "must be at least 1");
+        }
+        if self
+            .validate
+            .schema
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return bad(
+                "validate.schema",
+                "must name a file (leave it out for the built-in event schema)",
+            );
+        }
+        let t = &self.transform;
+        if t.pseudonymise.iter().any(String::is_empty) {
+            return bad("transform.pseudonymise", "a field name must not be empty");
+        }
+        if let Some((from, to)) = t.cents() {
+            if to == from || t.pseudonymise.contains(&to) {
+                return bad(
+                    "transform.cents_field",
+                    &format!("{to:?} would overwrite a field the transform reads; choose another"),
+                );
+            }
         }
         if self.kafka.workers == 0 {
             return bad("kafka.workers", "must be at least 1");

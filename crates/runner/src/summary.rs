@@ -29,8 +29,12 @@ pub struct Summary {
     pub failed: u64,
     /// Records that failed in each stage (sent to the dead-letter topic).
     pub failed_by_stage: BTreeMap<String, u64>,
-    /// Rejections per validation rule.
-    pub rejected_by_rule: BTreeMap<String, u64>,
+    /// Records the schema rejected, by the keyword of each one's first
+    /// violation (`required`, `type`, `minimum`, ...).
+    pub rejected_by_keyword: BTreeMap<String, u64>,
+    /// The same records by instance path (a JSON Pointer, array indices as
+    /// `*`, `""` for the whole record), then keyword.
+    pub rejected_by_path: BTreeMap<String, BTreeMap<String, u64>>,
     /// Offset commits.
     pub commits: u64,
     /// Seconds from start to stop.
@@ -72,6 +76,7 @@ impl Summary {
         let failed =
             snap.stages.iter().map(|s| s.abandoned).sum::<u64>() + dead.map_or(0, |d| d.failed);
         let elapsed_s = report.elapsed.as_secs_f64();
+        let validation = pipeline.validator.stats();
         Summary {
             records_in,
             stored: pipeline.store_stats.inserted(),
@@ -89,13 +94,8 @@ impl Summary {
                 .filter(|s| s.failed > 0 && s.name != "dead_letters")
                 .map(|s| (s.name.clone(), s.failed))
                 .collect(),
-            rejected_by_rule: pipeline
-                .validator
-                .stats()
-                .by_rule
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            rejected_by_keyword: validation.by_keyword,
+            rejected_by_path: validation.by_path,
             commits,
             elapsed_s,
             throughput: if elapsed_s > 0.0 {
@@ -136,8 +136,11 @@ impl fmt::Display for Summary {
         for (stage, n) in &self.failed_by_stage {
             writeln!(f, "    from {stage:<17}{n:>8}")?;
             if stage == "validate" {
-                for (rule, n) in &self.rejected_by_rule {
-                    writeln!(f, "      {rule:<20}{n:>8}")?;
+                for (path, keywords) in &self.rejected_by_path {
+                    for (keyword, n) in keywords {
+                        let what = format!("{keyword} at {path:?}");
+                        writeln!(f, "      {what:<20} {n:>7}")?;
+                    }
                 }
             }
         }

@@ -6,10 +6,14 @@
 //! - [`codec`]: the [`Codec`](codec::Codec) trait with JSON and bincode
 //!   implementations, and [`decode`](codec::decode) / [`encode`](codec::encode)
 //!   stages. A payload that does not decode fails alone with a precise reason.
-//! - [`validate`]: declarative validation of JSON records (required fields,
-//!   types, ranges, lengths, patterns, enumerations, payload size, custom
-//!   rules) with per-rule counters; rejected records go to the dead-letter
-//!   route with a reason naming the field and the rule.
+//! - [`validate`]: validation of JSON records against a JSON Schema
+//!   ([`SchemaValidator`](validate::SchemaValidator), draft 2020-12, with
+//!   counters per keyword and per instance path; a reason names the path and
+//!   the keyword), or with declarative rules in code
+//!   ([`Validator`](validate::Validator): required fields, types, ranges,
+//!   lengths, patterns, enumerations, payload size, custom rules, with
+//!   per-rule counters). Rejected records go to the dead-letter route with
+//!   their reason.
 //! - [`transform`]: fused combinators over typed records, conversions between
 //!   records and your types, and a CPU-heavy built-in (keyed pseudonymisation
 //!   and fingerprinting) on the blocking pool.
