@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::{Ack, DropReason, Origin};
 use crate::envelope::Envelope;
-use crate::error::{BoxError, FailureKind, Fatal, GraphError, ItemError, panic_message};
+use crate::error::{BoxError, FailureKind, Fatal, GraphError, ItemError, Transient, panic_message};
 use crate::graph::{BatchConfig, DeadLetter, Order};
 use crate::mailbox::{Receiver, Release, Slot};
 use crate::metrics::{Clock, Phase, StageMetrics};
@@ -53,6 +53,24 @@ enum Processed<O> {
     Panic(String),
 }
 
+impl<O> Processed<O> {
+    /// A stage's error: fatal when the stage says so or it is a [`Fatal`];
+    /// marked [`Transient`] when the stage says so.
+    fn from_error(boxed: BoxError, fatal: bool, transient: bool) -> Self {
+        let fatal = fatal || boxed.is::<Fatal>();
+        Processed::Err(mark_transient(boxed, transient), fatal)
+    }
+}
+
+/// `error`, wrapped in [`Transient`] when `transient` (once).
+fn mark_transient(error: BoxError, transient: bool) -> BoxError {
+    if transient && !error.is::<Transient>() {
+        Box::new(Transient(error))
+    } else {
+        error
+    }
+}
+
 fn classify<S: Stage>(
     stage: &S,
     r: std::thread::Result<Result<Outputs<S::Out>, S::Error>>,
@@ -61,9 +79,8 @@ fn classify<S: Stage>(
         Ok(Ok(outs)) => Processed::Ok(outs),
         Ok(Err(e)) => {
             let fatal = stage.is_fatal(&e);
-            let boxed: BoxError = e.into();
-            let fatal = fatal || boxed.is::<Fatal>();
-            Processed::Err(boxed, fatal)
+            let transient = stage.is_transient(&e);
+            Processed::from_error(e.into(), fatal, transient)
         }
         Err(payload) => Processed::Panic(panic_message(payload.as_ref())),
     }
@@ -713,7 +730,8 @@ pub(crate) async fn run_batched<S: BatchStage>(
                 // One error for the whole batch: attributed once, shared by
                 // every item (its source stays the stage's own error).
                 let fatal = stage.is_fatal(&e);
-                let boxed: BoxError = e.into();
+                let transient = stage.is_transient(&e);
+                let boxed = mark_transient(e.into(), transient);
                 let kind = if fatal || boxed.is::<Fatal>() {
                     FailureKind::Fatal
                 } else {
@@ -737,9 +755,8 @@ pub(crate) async fn run_batched<S: BatchStage>(
                     Ok(outs) => Processed::Ok(outs),
                     Err(e) => {
                         let fatal = stage.is_fatal(&e);
-                        let boxed: BoxError = e.into();
-                        let fatal = fatal || boxed.is::<Fatal>();
-                        Processed::Err(boxed, fatal)
+                        let transient = stage.is_transient(&e);
+                        Processed::from_error(e.into(), fatal, transient)
                     }
                 })
                 .collect(),

@@ -48,6 +48,7 @@ struct ItemErrorInner {
     kind: FailureKind,
     message: String,
     source: Option<BoxError>,
+    transient: bool,
 }
 
 impl ItemError {
@@ -59,13 +60,20 @@ impl ItemError {
                 kind,
                 message: message.into(),
                 source: None,
+                transient: false,
             }),
         }
     }
 
     /// A failure caused by `source`; the message is its display text, with
-    /// the chain of causes appended.
+    /// the chain of causes appended. A [`Transient`] is unwrapped: the
+    /// failure keeps the error it wraps and [`is_transient`](Self::is_transient)
+    /// says so.
     pub fn from_error(stage: impl Into<Arc<str>>, kind: FailureKind, source: BoxError) -> Self {
+        let (source, transient) = match source.downcast::<Transient>() {
+            Ok(t) => (t.0, true),
+            Err(source) => (source, false),
+        };
         let mut message = source.to_string();
         let mut cause = source.source();
         while let Some(c) = cause {
@@ -79,6 +87,7 @@ impl ItemError {
                 kind,
                 message,
                 source: Some(source),
+                transient,
             }),
         }
     }
@@ -96,6 +105,16 @@ impl ItemError {
     /// The failure's message (for a panic, the panic message).
     pub fn message(&self) -> &str {
         &self.inner.message
+    }
+
+    /// Whether a later attempt may succeed: the stage said so
+    /// ([`Stage::is_transient`](crate::Stage::is_transient),
+    /// [`BatchStage::is_transient`](crate::BatchStage::is_transient)) or
+    /// returned a [`Transient`]. A dead-letter route that retries later
+    /// (kafka-io's retry topics) sends such a record to be tried again; any
+    /// other route treats it as any failure.
+    pub fn is_transient(&self) -> bool {
+        self.inner.transient
     }
 
     /// The original error, when the failure came from one.
@@ -150,6 +169,25 @@ impl Fatal {
     /// Marks `err` fatal.
     pub fn new(err: impl Into<BoxError>) -> Self {
         Fatal(err.into())
+    }
+}
+
+/// Wraps an error to mark it transient: this item failed now, and a later
+/// attempt may succeed (a lock timeout, a serialization failure, a service
+/// briefly away). The item still fails here; [`ItemError::is_transient`]
+/// tells a dead-letter route that it is worth retrying later, away from
+/// its partition (see kafka-io's retry topics). Any stage can return it
+/// through its error type's `From<Transient>` or as a boxed error;
+/// [`Stage::is_transient`](crate::Stage::is_transient) is the typed
+/// alternative.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Transient(pub BoxError);
+
+impl Transient {
+    /// Marks `err` transient.
+    pub fn new(err: impl Into<BoxError>) -> Self {
+        Transient(err.into())
     }
 }
 

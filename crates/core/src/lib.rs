@@ -39,7 +39,7 @@ pub mod testing;
 
 pub use ack::{Ack, AckReceiver, DropReason, IgnoreAcks, Origin, Outcome};
 pub use envelope::Envelope;
-pub use error::{BoxError, FailureKind, Fatal, GraphError, ItemError};
+pub use error::{BoxError, FailureKind, Fatal, GraphError, ItemError, Transient};
 pub use graph::{
     BatchConfig, BatchSpec, DeadLetter, Graph, GraphBuilder, Order, Report, RunningGraph,
     StageSpec, Stream,

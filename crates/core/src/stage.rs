@@ -156,6 +156,14 @@ pub trait Stage: Send + Sync + 'static {
         let _ = error;
         false
     }
+
+    /// Whether a later attempt of the item may succeed (see
+    /// [`Transient`](crate::Transient)): its failure then says
+    /// [`is_transient`](crate::ItemError::is_transient).
+    fn is_transient(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
 }
 
 /// The result for one item of a batch.
@@ -198,6 +206,13 @@ pub trait BatchStage: Send + Sync + 'static {
 
     /// Whether `error` should stop the whole graph.
     fn is_fatal(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
+    /// Whether a later attempt of the item (or, for a whole-batch error,
+    /// of each item) may succeed: see [`Stage::is_transient`].
+    fn is_transient(&self, error: &Self::Error) -> bool {
         let _ = error;
         false
     }

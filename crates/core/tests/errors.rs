@@ -6,7 +6,7 @@ use std::time::Duration;
 use sluicegate_core::testing::{AckLog, CollectSink, VecSource, within};
 use sluicegate_core::{
     BoxError, DeadLetter, FailureKind, Fatal, Graph, GraphError, Origin, Outcome, Outputs, Source,
-    SourceContext, Stage, StageSpec, map, try_map,
+    SourceContext, Stage, StageSpec, Transient, map, try_map,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -335,4 +335,134 @@ fn build_errors_are_clear() {
         .to(StageSpec::new("sink", CollectSink::new()).capacity(0));
     let err = g.build().err().expect("zero capacity must fail");
     assert!(err.to_string().contains("no unbounded queues"), "{err}");
+}
+
+/// A stage whose error for odd items is transient (by `is_transient`) and
+/// for multiples of 4 is not; 6 returns a boxed [`Transient`]; 2 passes.
+struct Flaky;
+
+#[derive(Debug, thiserror::Error)]
+#[error("flaky on {0}")]
+struct FlakyError(u64);
+
+impl Stage for Flaky {
+    type In = u64;
+    type Out = u64;
+    type Error = BoxError;
+
+    async fn process(&self, x: u64, _: &Origin) -> Result<Outputs<u64>, BoxError> {
+        match x {
+            6 => Err(Box::new(Transient::new(FlakyError(x)))),
+            x if x % 2 == 1 || x % 4 == 0 => Err(Box::new(FlakyError(x))),
+            x => Ok(Outputs::one(x)),
+        }
+    }
+
+    fn is_transient(&self, e: &BoxError) -> bool {
+        e.downcast_ref::<FlakyError>().is_some_and(|f| f.0 % 2 == 1)
+    }
+}
+
+/// The same rule as a batch stage, plus a batch of its own that fails as a
+/// whole (transiently) when it holds 100.
+struct FlakyBatch;
+
+impl sluicegate_core::BatchStage for FlakyBatch {
+    type In = u64;
+    type Out = u64;
+    type Error = BoxError;
+
+    async fn process_batch(
+        &self,
+        batch: Vec<u64>,
+        _: &[&Origin],
+    ) -> sluicegate_core::stage::BatchResult<u64, BoxError> {
+        if batch.contains(&100) {
+            return Err(Box::new(FlakyError(101)));
+        }
+        Ok(batch
+            .into_iter()
+            .map(|x| match x {
+                6 => Err(Box::new(Transient::new(FlakyError(x))) as BoxError),
+                x if x % 2 == 1 || x % 4 == 0 => Err(Box::new(FlakyError(x)) as BoxError),
+                x => Ok(Outputs::one(x)),
+            })
+            .collect())
+    }
+
+    fn is_transient(&self, e: &BoxError) -> bool {
+        e.downcast_ref::<FlakyError>().is_some_and(|f| f.0 % 2 == 1)
+    }
+}
+
+/// A failure marked transient by the stage (typed or as a [`Transient`])
+/// reaches the dead-letter route saying so, with the stage's own error and
+/// message unwrapped; other failures do not.
+#[tokio::test]
+async fn transient_failures_say_so_at_the_dead_letter_route() {
+    for batch in [false, true] {
+        let acks = AckLog::new();
+        let letters = CollectSink::<(u64, bool, String, bool)>::new();
+        let dlq_stage = {
+            let letters = letters.clone();
+            sluicegate_core::sink(move |d: DeadLetter| {
+                let letters = letters.clone();
+                async move {
+                    let e = &d.error;
+                    let n = e
+                        .error()
+                        .and_then(|s| s.downcast_ref::<FlakyError>())
+                        .map_or(u64::MAX, |f| f.0);
+                    let item = (
+                        n,
+                        e.is_transient(),
+                        e.message().to_string(),
+                        e.kind() == FailureKind::Error,
+                    );
+                    letters.process(item, &Origin::default()).await.map(|_| ())
+                }
+            })
+        };
+        let mut g = Graph::builder("transient");
+        g.dead_letters(StageSpec::new("dlq", dlq_stage));
+        let items: Vec<u64> = if batch {
+            (0..10).chain([100]).collect()
+        } else {
+            (0..10).collect()
+        };
+        let src = g.source("src", VecSource::new(items, acks.clone()));
+        let sink = CollectSink::new();
+        if batch {
+            src.via_batch(sluicegate_core::BatchSpec::new(
+                "flaky",
+                FlakyBatch,
+                sluicegate_core::BatchConfig::new(10, Duration::from_millis(10)),
+            ))
+            .to(StageSpec::new("sink", sink.clone()));
+        } else {
+            src.via(StageSpec::new("flaky", Flaky))
+                .to(StageSpec::new("sink", sink.clone()));
+        }
+        let graph = g.build().expect("valid");
+        let report = within(
+            LIMIT,
+            "the graph to finish",
+            graph.start().await.expect("starts").wait(),
+        )
+        .await;
+        assert!(report.is_clean(), "{report:?}");
+        let mut got = letters.items();
+        got.sort_unstable();
+        let mut want: Vec<(u64, bool, String, bool)> = [0, 1, 3, 4, 5, 6, 7, 8, 9]
+            .into_iter()
+            .map(|n| (n, n % 2 == 1 || n == 6, format!("flaky on {n}"), true))
+            .collect();
+        if batch {
+            // The whole batch [100] failed with one transient error.
+            want.push((101, true, "flaky on 101".into(), true));
+        }
+        assert_eq!(got, want, "batch stage: {batch}");
+        assert_eq!(sink.items(), vec![2], "only 2 passes");
+        acks.assert_each_once(if batch { 11 } else { 10 });
+    }
 }
