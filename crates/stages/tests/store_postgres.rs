@@ -483,3 +483,80 @@ async fn consumer_offsets_commit_with_the_rows() {
     )
     .await;
 }
+
+/// Non-blocking retries: a batch that fails transiently (here a trigger
+/// refusing every third record with `55P03`, lock not available) is not
+/// retried in place; it is written again one row per transaction, the
+/// rows that go in are delivered, and only the rows that fail again go to
+/// the dead-letter route, marked transient, with the database's error.
+#[tokio::test]
+async fn non_blocking_retries_hand_on_only_the_rows_that_fail() {
+    let admin = pg_admin().await;
+    let table = unique_table("nonblocking");
+    let store = connect(&table).await;
+    exec(
+        &admin,
+        &format!(
+            "CREATE FUNCTION \"{table}_refuse\"() RETURNS trigger AS $$ BEGIN \
+               IF (NEW.payload->>'n')::int % 3 = 0 THEN \
+                 RAISE EXCEPTION 'row % is locked', NEW.id USING ERRCODE = '55P03'; \
+               END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse BEFORE INSERT ON \"{table}\" \
+               FOR EACH ROW EXECUTE FUNCTION \"{table}_refuse\"();"
+        ),
+    )
+    .await;
+    let stage = StoreStage::new(store.clone() as Arc<dyn Store>).non_blocking_retries(true);
+    let stats = stage.stats();
+    let acks = AckLog::new();
+    let letters = sluicegate_core::testing::CollectSink::<(i64, bool, String)>::new();
+    let dlq = {
+        let letters = letters.clone();
+        sluicegate_core::sink(move |d: sluicegate_core::DeadLetter| {
+            let letters = letters.clone();
+            async move {
+                use sluicegate_core::Stage as _;
+                let _ = letters
+                    .process(
+                        (-1, d.error.is_transient(), d.error.message().to_string()),
+                        &sluicegate_core::Origin::default(),
+                    )
+                    .await;
+                Ok::<_, std::convert::Infallible>(())
+            }
+        })
+    };
+    let mut g = Graph::builder("nonblocking");
+    g.dead_letters(sluicegate_core::StageSpec::new("dlq", dlq));
+    g.source(
+        "src",
+        sluicegate_core::testing::VecSource::new(records(10), acks.clone()),
+    )
+    .to_batch(BatchSpec::new("store", stage, BatchConfig::new(10, HOUR)));
+    let running = g.build().expect("valid").start().await.expect("starts");
+    let report = within(LIMIT, "the graph", running.wait()).await;
+    assert!(report.is_clean(), "{report:?}");
+    acks.assert_each_once(10);
+    let refused = [0i64, 3, 6, 9];
+    assert_eq!(
+        acks.offsets_where(|o| matches!(o, Outcome::DeadLettered(_))),
+        refused.to_vec()
+    );
+    assert_eq!(acks.delivered(), 6);
+    let got = letters.items();
+    assert_eq!(got.len(), 4, "{got:?}");
+    for (_, transient, message) in &got {
+        assert!(transient, "marked transient: {message}");
+        assert!(
+            message.contains("55P03") && message.contains("is locked"),
+            "the database's error: {message}"
+        );
+    }
+    assert_eq!(stats.retries(), 0, "nothing retried in place");
+    assert_eq!(
+        pg_ids(&admin, &table).await,
+        ids((0..10).filter(|n| !refused.contains(n)))
+    );
+    pg_drop(&admin, &[&table]).await;
+    exec(&admin, &format!("DROP FUNCTION \"{table}_refuse\"()")).await;
+}

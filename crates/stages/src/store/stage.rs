@@ -188,6 +188,9 @@ pub struct StoreStage<T> {
     key_fallback: Option<KeyFn<T>>,
     retry: RetryPolicy,
     stop_when_unavailable: bool,
+    /// Transient failures go on (to be retried elsewhere) instead of being
+    /// retried in place.
+    non_blocking: bool,
     /// The source's ledger and how long to wait for a gap to close, when
     /// the batches commit the source's offsets.
     offsets: Option<(Arc<dyn CommitLedger>, Duration)>,
@@ -214,6 +217,7 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
             key_fallback: None,
             retry: RetryPolicy::default(),
             stop_when_unavailable: false,
+            non_blocking: false,
             offsets: None,
             stats: StoreStats::default(),
             _types: PhantomData,
@@ -252,6 +256,24 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
     /// never dead-lettered), instead of dead-lettering the batch.
     pub fn stop_when_unavailable(mut self, stop: bool) -> Self {
         self.stop_when_unavailable = stop;
+        self
+    }
+
+    /// Non-blocking retries: a transient failure is not retried here
+    /// (which would hold the batch, and the partitions behind it) but
+    /// handed on, each failed record marked
+    /// [`is_transient`](sluicegate_core::ItemError::is_transient) for a
+    /// dead-letter route that retries later (kafka-io's retry topics).
+    ///
+    /// A batch that fails transiently is written again one row per
+    /// transaction, so that only the rows that fail again are handed on:
+    /// a lock held on one row, or a trigger refusing one record for a
+    /// while, does not send its whole batch around. A connection lost
+    /// fails every row the same way. The [`RetryPolicy`] is not used.
+    /// Not with [`commit_offsets`](Self::commit_offsets), whose batches
+    /// carry offsets that only the whole batch may commit.
+    pub fn non_blocking_retries(mut self, on: bool) -> Self {
+        self.non_blocking = on;
         self
     }
 
@@ -324,6 +346,7 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
             };
             match written {
                 Ok(results) => return Ok(results),
+                Err(e) if e.is_transient() && self.non_blocking => return Err(e),
                 Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
                     StoreStats::add(&self.stats.inner.retries, 1);
                     tracing::warn!(
@@ -347,6 +370,32 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl<T> StoreStage<T> {
+    /// Each row in a transaction of its own (after its batch failed
+    /// transiently), each with its own result.
+    async fn write_one_by_one(&self, rows: &[Row]) -> Vec<RowResult> {
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            let result = match self.store.write(std::slice::from_ref(row)).await {
+                Ok(mut one) if one.len() == 1 => {
+                    StoreStats::add(&self.stats.inner.commits, 1);
+                    one.remove(0)
+                }
+                Ok(other) => Err(StoreError::Permanent {
+                    op: "write",
+                    source: DbError::msg(format!(
+                        "the store returned {} results for 1 row",
+                        other.len()
+                    )),
+                }),
+                Err(e) => Err(e),
+            };
+            results.push(result);
+        }
+        results
     }
 }
 
@@ -409,7 +458,13 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
             }
             written
         } else {
-            self.write_with_retry(&rows, None).await
+            match self.write_with_retry(&rows, None).await {
+                Err(e) if e.is_transient() && self.non_blocking && rows.len() > 1 => {
+                    tracing::debug!(store = %self.store.describe(), rows = rows.len(), error = %error_chain(&e), "transient batch failure; writing its rows one at a time");
+                    Ok(self.write_one_by_one(&rows).await)
+                }
+                written => written,
+            }
         };
         let written = match written {
             Ok(w) if w.len() == rows.len() => {
@@ -502,6 +557,10 @@ impl<T: Serialize + Send + 'static> BatchStage for StoreStage<T> {
     fn is_fatal(&self, error: &StoreError) -> bool {
         self.stop_when_unavailable && matches!(error, StoreError::Exhausted { .. })
     }
+
+    fn is_transient(&self, error: &StoreError) -> bool {
+        self.non_blocking && error.is_transient()
+    }
 }
 
 /// A [`StoreStage`] that hands each value on after its batch committed
@@ -552,5 +611,9 @@ impl<T: Serialize + Send + 'static> BatchStage for ForwardStored<T> {
 
     fn is_fatal(&self, error: &StoreError) -> bool {
         self.0.is_fatal(error)
+    }
+
+    fn is_transient(&self, error: &StoreError) -> bool {
+        self.0.is_transient(error)
     }
 }
