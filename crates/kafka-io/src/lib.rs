@@ -29,6 +29,7 @@ pub mod admin;
 mod config;
 mod error;
 mod offset_store;
+pub mod retry;
 mod sink;
 mod source;
 pub mod tracker;
@@ -37,7 +38,10 @@ mod txn;
 pub use config::{KafkaConfig, is_secret};
 pub use error::KafkaIoError;
 pub use offset_store::OffsetStore;
-pub use sink::{DeadLetterSink, KafkaSink, ProducerRecord, SinkStats, TracingContext, headers};
+pub use retry::RetryTopics;
+pub use sink::{
+    DeadLetterSink, KafkaSink, ProducerRecord, RetryStats, SinkStats, TracingContext, headers,
+};
 pub use source::{
     KafkaSource, KafkaSourceHandle, PartitionLag, PauseReason, SourceStats, consumer_group,
 };

@@ -11,10 +11,11 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use sluicegate_core::{DeadLetter, Origin, Outputs, Stage};
+use sluicegate_core::{DeadLetter, FailureKind, Origin, Outputs, Stage};
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaIoError, is_retriable};
+use crate::retry::{self, Attempt, RetryTopics};
 
 /// A record to produce. Fields left `None` fall back to the sink's settings
 /// (its topic) or to the input record's origin (key and headers, when the
@@ -390,6 +391,18 @@ pub mod headers {
     pub const ORIGIN_PARTITION: &str = "sluicegate.origin.partition";
     /// The record's original offset.
     pub const ORIGIN_OFFSET: &str = "sluicegate.origin.offset";
+    /// On a retry record: the failed attempts so far (1 after the first).
+    pub const RETRY_ATTEMPT: &str = "sluicegate.retry.attempt";
+    /// On a retry record: when it may be tried again, milliseconds since
+    /// the Unix epoch.
+    pub const RETRY_DUE: &str = "sluicegate.retry.due";
+    /// On a retry record: when it first failed, milliseconds since the
+    /// Unix epoch.
+    pub const RETRY_FIRST_FAILURE: &str = "sluicegate.retry.first_failure";
+    /// On a retry record, and on a dead letter of a record that was
+    /// retried: every failed attempt, a JSON array of
+    /// [`Attempt`](crate::retry::Attempt).
+    pub const RETRY_HISTORY: &str = "sluicegate.retry.history";
 }
 
 /// The dead-letter route to a Kafka topic: writes each failed record as it
@@ -397,9 +410,25 @@ pub mod headers {
 /// its original headers plus [`headers`] naming the error, the stage, the
 /// attempt count and the origin. The failed record counts as finished
 /// (dead-lettered) only once the broker acknowledged the dead letter.
+///
+/// With [`retry`](DeadLetterSink::retry), a transient failure goes to a
+/// retry topic instead, until its levels run out (see [`crate::retry`]).
 #[derive(Clone)]
 pub struct DeadLetterSink {
     sink: KafkaSink,
+    retry: RetryTopics,
+    stats: Arc<RetryStats>,
+}
+
+/// Where a [`DeadLetterSink`] sent failed records.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RetryStats {
+    /// Records sent to each retry level, first level first.
+    pub scheduled: Vec<AtomicU64>,
+    /// Records dead-lettered after every retry level failed too.
+    pub exhausted: AtomicU64,
+    /// Records dead-lettered in all.
+    pub dead_lettered: AtomicU64,
 }
 
 impl DeadLetterSink {
@@ -412,8 +441,33 @@ impl DeadLetterSink {
         Ok(DeadLetterSink {
             sink: KafkaSink::new(config, topic)?
                 .preserve_key(true)
-                .preserve_headers(true),
+                .preserve_headers(false),
+            retry: RetryTopics::default(),
+            stats: Arc::new(RetryStats::default()),
         })
+    }
+
+    /// Non-blocking retries: a record whose failure
+    /// [`is_transient`](sluicegate_core::ItemError::is_transient) goes to
+    /// the retry topic of its attempt (the first level after its first
+    /// failure, ...), with headers saying when it is due and what happened
+    /// so far; after the last level, to the dead-letter topic with that
+    /// history. Consume the retry topics with
+    /// [`KafkaSource::due_header`](crate::KafkaSource::due_header) and feed
+    /// them back. Other failures are dead-lettered at once, as without
+    /// retries.
+    pub fn retry(mut self, topics: RetryTopics) -> Self {
+        self.stats = Arc::new(RetryStats {
+            scheduled: topics.levels().iter().map(|_| AtomicU64::new(0)).collect(),
+            ..RetryStats::default()
+        });
+        self.retry = topics;
+        self
+    }
+
+    /// Where failed records went (live counters).
+    pub fn retry_stats(&self) -> Arc<RetryStats> {
+        self.stats.clone()
     }
 }
 
@@ -433,28 +487,62 @@ impl Stage for DeadLetterSink {
         origin: &Origin,
     ) -> Result<Outputs<()>, KafkaIoError> {
         let e = &letter.error;
-        let attempts = match e.error().and_then(|s| s.downcast_ref::<KafkaIoError>()) {
-            Some(KafkaIoError::SendFailed { attempts, .. }) => *attempts,
-            _ => 1,
-        };
+        let now = retry::now_ms();
+        let mut history = retry::history(origin);
+        let attempt = history.last().map_or(0, |a| a.attempt) + 1;
+        let retried = !history.is_empty();
+        history.push(Attempt {
+            attempt,
+            at: now,
+            stage: e.stage().to_string(),
+            kind: e.kind().to_string(),
+            error: e.message().to_string(),
+        });
+        let history_json = serde_json::to_vec(&history).unwrap_or_default();
         let mut record = ProducerRecord {
             payload: origin.raw.clone(),
+            headers: retry::carried_headers(origin),
             ..ProducerRecord::default()
+        };
+        let level = (attempt as usize).checked_sub(1);
+        if let Some((topic, delay)) = level
+            .and_then(|l| self.retry.levels().get(l))
+            .filter(|_| e.is_transient() && e.kind() == FailureKind::Error)
+        {
+            let first = history.first().map_or(now, |a| a.at);
+            record.topic = Some(topic.clone());
+            record = record
+                .header(headers::RETRY_ATTEMPT, attempt.to_string())
+                .header(
+                    headers::RETRY_DUE,
+                    (now + delay.as_millis() as i64).to_string(),
+                )
+                .header(headers::RETRY_FIRST_FAILURE, first.to_string())
+                .header(headers::RETRY_HISTORY, history_json);
+            let out = self.sink.process(record, origin).await?;
+            if let Some(n) = level.and_then(|l| self.stats.scheduled.get(l)) {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(out);
         }
-        .header(headers::ERROR, e.message().to_string())
-        .header(headers::KIND, e.kind().to_string())
-        .header(headers::STAGE, e.stage().to_string())
-        .header(headers::ATTEMPTS, attempts.to_string());
-        if let Some(t) = &origin.topic {
-            record = record.header(headers::ORIGIN_TOPIC, t.to_string());
+        let attempts = match e.error().and_then(|s| s.downcast_ref::<KafkaIoError>()) {
+            Some(KafkaIoError::SendFailed { attempts, .. }) => *attempts,
+            _ => attempt,
+        };
+        record = record
+            .header(headers::ERROR, e.message().to_string())
+            .header(headers::KIND, e.kind().to_string())
+            .header(headers::STAGE, e.stage().to_string())
+            .header(headers::ATTEMPTS, attempts.to_string());
+        if retried {
+            record = record.header(headers::RETRY_HISTORY, history_json);
         }
-        if let Some(p) = origin.partition {
-            record = record.header(headers::ORIGIN_PARTITION, p.to_string());
+        let out = self.sink.process(record, origin).await?;
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if retried && e.is_transient() {
+            self.stats.exhausted.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(o) = origin.offset {
-            record = record.header(headers::ORIGIN_OFFSET, o.to_string());
-        }
-        self.sink.process(record, origin).await
+        Ok(out)
     }
 
     async fn stop(&self) -> Result<(), KafkaIoError> {

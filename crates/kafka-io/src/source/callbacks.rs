@@ -172,12 +172,14 @@ impl ConsumerContext for Callbacks {
             .stats
             .revocations
             .fetch_add(1, Ordering::Relaxed);
-        // 1. Stop handing out the revoked partitions.
+        // 1. Stop handing out the revoked partitions (a record waiting for
+        // its due time was never handed out: the new owner reads it).
         release_held(
             &self.shared,
             Some(&parts),
             "partition revoked before the graph took it",
         );
+        lock(&self.shared.delayed).retain(|k, _| !parts.contains(k));
         // 2. Wait (bounded) for their records in flight (not when stopping:
         // what is still in flight then was abandoned).
         let wait = if self.shared.closing.load(Ordering::SeqCst) {

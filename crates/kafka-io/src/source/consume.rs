@@ -15,7 +15,10 @@ use sluicegate_core::{Ack, AckReceiver, Envelope, Origin, SourceContext};
 use super::KafkaSource;
 use super::acker::Acker;
 use super::callbacks::Callbacks;
-use super::pause::{pause_full_window, resume_shrunk_windows, set_graph_paused};
+use super::pause::{
+    hold_until_due, is_holding, pause_full_window, resume_shrunk_windows, set_graph_paused,
+    take_due,
+};
 use super::shared::{Shared, commit, lock, mirror_committed, release_held};
 use crate::config::KafkaConfig;
 use crate::error::KafkaIoError;
@@ -96,6 +99,8 @@ impl KafkaSource {
             }
             if cx.is_shutting_down() && !draining {
                 draining = true;
+                // Never handed out, so nothing to wait for: read again later.
+                lock(&shared.delayed).clear();
                 release_held(&shared, None, "shutting down before the graph took it");
                 set_graph_paused(&consumer, &shared, true);
             }
@@ -115,6 +120,17 @@ impl KafkaSource {
                 continue;
             }
             resume_shrunk_windows(&consumer, &shared, window_limit);
+            for message in take_due(&consumer, &shared, |m| due_time(m, &shared)) {
+                if let Some(env) = envelope(
+                    &message,
+                    &shared,
+                    &receiver,
+                    &mut topic_names,
+                    self.keep_raw,
+                ) {
+                    lock(&shared.held).push_back(env);
+                }
+            }
             if let Err(closed) = emit_held(&mut cx, &shared) {
                 // A stage that stopped resolved what it held before its
                 // mailbox closed: name that record rather than the closing.
@@ -152,6 +168,11 @@ impl KafkaSource {
             match cx.idle_blocking(|| consumer.poll(timeout)) {
                 None => {}
                 Some(Ok(message)) => {
+                    let due = due_time(&message, &shared);
+                    if due.is_some() || is_holding(&shared, message.topic(), message.partition()) {
+                        hold_until_due(&consumer, &shared, message.detach(), due);
+                        continue;
+                    }
                     if let Some(env) = envelope(
                         &message,
                         &shared,
@@ -237,10 +258,25 @@ fn emit_held(cx: &mut SourceContext<Bytes>, shared: &Shared) -> Result<(), Kafka
     Ok(())
 }
 
+/// When `m` is due, if the source holds records until their due header
+/// says and that time is still to come.
+fn due_time<M: Message>(m: &M, shared: &Shared) -> Option<Instant> {
+    let name = shared.due_header.get()?;
+    let headers = m.headers()?;
+    let value = headers
+        .iter()
+        .filter(|h| h.key == name.as_str())
+        .last()?
+        .value?;
+    let due = crate::retry::due(value)?;
+    let wait = due.duration_since(std::time::SystemTime::now()).ok()?;
+    (!wait.is_zero()).then(|| Instant::now() + wait)
+}
+
 /// The envelope of a fetched record, tracked; `None` (counted) when the
 /// record was handed out before (fetched again after a position reset).
-fn envelope(
-    m: &rdkafka::message::BorrowedMessage<'_>,
+fn envelope<M: Message>(
+    m: &M,
     shared: &Shared,
     receiver: &Arc<dyn AckReceiver>,
     topics: &mut HashMap<String, Arc<str>>,

@@ -299,6 +299,22 @@ impl KafkaSource {
         self
     }
 
+    /// Holds each record whose header `name` holds a time in the future
+    /// (milliseconds since the Unix epoch, as
+    /// [`headers::RETRY_DUE`](crate::headers::RETRY_DUE) does on retry
+    /// topics) until that time: its partition is paused meanwhile (the
+    /// consumer keeps polling, so the group membership is never at risk),
+    /// the record is handed to the graph when due and the partition
+    /// fetched again. Its partition's commits stop before it while it
+    /// waits; a revoke or a shutdown drops it (it is read again). Records
+    /// behind it on its partition wait with it: a retry topic's records
+    /// share one delay, so they come due in the order they were written.
+    /// Counted in [`SourceStats::delayed`].
+    pub fn due_header(self, name: impl Into<String>) -> Self {
+        let _ = self.shared.due_header.set(name.into());
+        self
+    }
+
     /// Whether origins keep the record's original bytes for dead letters
     /// (default true; shares the payload's buffer, no copy).
     pub fn keep_raw(mut self, keep: bool) -> Self {

@@ -48,6 +48,9 @@ pub struct SourceStats {
     /// Records fetched again at or below an offset already handed out (after
     /// a fetch position reset): skipped, since each is in flight or finished.
     pub skipped_refetched: AtomicU64,
+    /// Records held until their due time, their partition paused meanwhile
+    /// ([`KafkaSource::due_header`](super::KafkaSource::due_header)).
+    pub delayed: AtomicU64,
 }
 
 /// State shared by the consumer thread, its callbacks and the
@@ -89,6 +92,32 @@ pub(super) struct Shared {
     pub(super) offset_load_failure: Mutex<Option<KafkaIoError>>,
     /// With an offset store: the offsets last mirrored to Kafka.
     pub(super) mirrored: Mutex<BTreeMap<(String, i32), i64>>,
+    /// See [`KafkaSource::due_header`](super::KafkaSource::due_header).
+    pub(super) due_header: OnceLock<String>,
+    /// Per partition, the record held until its due time (not yet
+    /// tracked: the partition's commits stop before it), the partition
+    /// paused meanwhile. Only the consumer thread touches it.
+    pub(super) delayed: Mutex<BTreeMap<(String, i32), Delayed>>,
+}
+
+/// A record fetched before its due time, and any of its partition's
+/// records fetched after it before the pause took hold (in order).
+pub(super) struct Delayed {
+    pub(super) due: std::time::Instant,
+    pub(super) messages: VecDeque<rdkafka::message::OwnedMessage>,
+}
+
+impl std::fmt::Debug for Delayed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use rdkafka::Message as _;
+        f.debug_struct("Delayed")
+            .field("due", &self.due)
+            .field(
+                "offsets",
+                &self.messages.iter().map(|m| m.offset()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// The [`OffsetStore`] of a source that keeps its offsets outside Kafka.
