@@ -41,11 +41,26 @@ pub async fn ensure_topics(
     topics: &[(&str, i32)],
     timeout: Duration,
 ) -> Result<(), KafkaIoError> {
+    // Only the missing ones are asked for (some clusters, librdkafka's
+    // mock among them, do not serve the admin request at all).
+    let existing = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || existing_topics(&config, timeout))
+            .await
+            .map_err(|_| KafkaIoError::Client(rdkafka::error::KafkaError::Canceled))??
+    };
+    let missing: Vec<&(&str, i32)> = topics
+        .iter()
+        .filter(|(name, _)| !existing.iter().any(|e| e == name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = config
         .client_config()
         .create()
         .map_err(|e| config.explain(e))?;
-    let new: Vec<NewTopic<'_>> = topics
+    let new: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(-1)))
         .collect();
@@ -67,6 +82,59 @@ pub async fn ensure_topics(
     tokio::task::spawn_blocking(move || wait_for_leaders(&config, &topics, timeout))
         .await
         .map_err(|_| KafkaIoError::Client(rdkafka::error::KafkaError::Canceled))?
+}
+
+/// The topics whose every partition has a leader now.
+fn existing_topics(config: &KafkaConfig, timeout: Duration) -> Result<Vec<String>, KafkaIoError> {
+    let probe: BaseConsumer = config
+        .client_config()
+        .create()
+        .map_err(|e| config.explain(e))?;
+    let metadata = probe
+        .fetch_metadata(None, timeout)
+        .map_err(|source| unreachable(config, timeout, source))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| {
+            t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        })
+        .map(|t| t.name().to_string())
+        .collect())
+}
+
+/// How many partitions `topic` has.
+///
+/// # Errors
+///
+/// [`KafkaIoError::Unreachable`] when the cluster does not answer within
+/// `timeout`; [`KafkaIoError::UnknownTopic`] when the topic does not exist.
+pub async fn partition_count(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, KafkaIoError> {
+    let config = config.clone();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let probe: BaseConsumer = config
+            .client_config()
+            .create()
+            .map_err(|e| config.explain(e))?;
+        let metadata = probe
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(|source| unreachable(&config, timeout, source))?;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Ok(t.partitions().len() as i32)
+            }
+            _ => Err(KafkaIoError::UnknownTopic(topic)),
+        }
+    })
+    .await
+    .map_err(|_| KafkaIoError::Client(rdkafka::error::KafkaError::Canceled))?
 }
 
 fn unreachable(

@@ -139,10 +139,17 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
     let embedded = if settings.is_embedded() {
         let e = &settings.embedded;
         let k = &settings.kafka;
-        let cluster = Embedded::start(
-            &[&k.input_topic, &k.output_topic, &k.dead_letter_topic],
-            e.partitions,
-        )
+        let retry_topics = settings
+            .retry_delays()
+            .map(|d| sluicegate_kafka_io::RetryTopics::new(&k.input_topic, &d).topics())
+            .unwrap_or_default();
+        let mut topics = vec![
+            k.input_topic.as_str(),
+            k.output_topic.as_str(),
+            k.dead_letter_topic.as_str(),
+        ];
+        topics.extend(retry_topics.iter().map(String::as_str));
+        let cluster = Embedded::start(&topics, e.partitions)
         .map_err(|e| AppError::Failed(format!("starting the embedded mock cluster: {e}")))?;
         // librdkafka's mock broker keeps at most 5 MiB or 100,000 records
         // per partition and silently drops the oldest beyond that.
@@ -230,7 +237,17 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
             settings.kafka.group.clone(),
             settings.kafka.input_topic.clone(),
         );
-        let c = tokio::task::spawn_blocking(move || CatchUp::new(&b, &g, &t, connect))
+        let retries = pipeline
+            .retry
+            .as_ref()
+            .map(|r| (settings.retry_group(), r.topics.topics()));
+        let c = tokio::task::spawn_blocking(move || {
+            let c = CatchUp::new(&b, &g, &t, connect)?;
+            match retries {
+                Some((group, topics)) => c.with_retries(&b, &group, topics),
+                None => Ok(c),
+            }
+        })
             .await
             .map_err(|e| AppError::Failed(e.to_string()))?
             .map_err(|e| AppError::Unavailable(e.to_string()))?;
@@ -258,7 +275,8 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
         }
     };
 
-    let handles = pipeline.sources.clone();
+    let mut handles = pipeline.sources.clone();
+    handles.extend(pipeline.retry.as_ref().map(|r| r.source.clone()));
     let runner = Runner::new(RunnerOptions {
         http: settings
             .http_addr()

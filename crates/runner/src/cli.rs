@@ -164,6 +164,19 @@ pub struct RunArgs {
     /// batch's rows, and resume from them (exactly-once into the store).
     #[arg(long, env = "SLUICEGATE_STORE_OFFSETS", help_heading = "Store")]
     pub store_offsets: bool,
+    /// Non-blocking retries: a record the store refuses transiently goes to
+    /// a retry topic per delay ({input}.retry.1s, ...) and comes back when
+    /// due, while its partition moves on; dead-lettered after the last.
+    /// Comma separated, e.g. 1s,10s,60s [default: none, retry in place].
+    #[arg(
+        long,
+        value_name = "DELAYS",
+        env = "SLUICEGATE_RETRY_DELAYS",
+        value_delimiter = ',',
+        num_args = 0..,
+        help_heading = "Store"
+    )]
+    pub retry_delays: Option<Vec<String>>,
 
     /// Mailbox capacity of decode [default: 256].
     #[arg(long, env = "SLUICEGATE_DECODE_CAPACITY", help_heading = "Stages")]
@@ -347,6 +360,9 @@ impl RunArgs {
         set(&mut s.store.batch_wait_ms, &self.store_batch_wait_ms);
         if self.store_offsets {
             s.store.offsets = true;
+        }
+        if let Some(delays) = &self.retry_delays {
+            s.store.retry_delays = delays.iter().filter(|d| !d.is_empty()).cloned().collect();
         }
         let st = &mut s.stages;
         if let Some(o) = self.overflow {

@@ -136,11 +136,20 @@ pub fn end_offsets(
     Ok(ends)
 }
 
-/// Watches the offsets `group` has committed on `topic`.
+/// Watches the offsets `group` has committed on `topic` (and, with
+/// [`CatchUp::with_retries`], the retry topics drained behind it).
 pub struct CatchUp {
     consumer: BaseConsumer,
     topic: String,
     targets: BTreeMap<i32, i64>,
+    retries: Option<Retries>,
+}
+
+/// The retry topics a run must drain before it is caught up.
+struct Retries {
+    brokers: String,
+    consumer: BaseConsumer,
+    topics: Vec<String>,
 }
 
 impl std::fmt::Debug for CatchUp {
@@ -175,7 +184,38 @@ impl CatchUp {
             consumer,
             topic: topic.into(),
             targets,
+            retries: None,
         })
+    }
+
+    /// Also waits for the retry topics (first level first) to be drained:
+    /// once the input is committed, each retry topic's end offsets as they
+    /// are then must be committed by `group` (the retry consumers' group).
+    /// A record moves to a later level before its commit on the earlier
+    /// one, so reading the levels in order never misses one in between.
+    /// Blocking.
+    ///
+    /// # Errors
+    ///
+    /// When the client cannot be made.
+    pub fn with_retries(
+        mut self,
+        brokers: &str,
+        group: &str,
+        topics: Vec<String>,
+    ) -> Result<CatchUp, KafkaIoError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(KafkaIoError::Client)?;
+        self.retries = Some(Retries {
+            brokers: brokers.into(),
+            consumer,
+            topics,
+        });
+        Ok(self)
     }
 
     /// Records the group still has to commit to reach the targets (0 when
@@ -201,7 +241,40 @@ impl CatchUp {
                 .unwrap_or(0);
             remaining += (target - at).max(0);
         }
-        Ok(remaining)
+        if remaining > 0 {
+            return Ok(remaining);
+        }
+        let Some(r) = &self.retries else {
+            return Ok(0);
+        };
+        for topic in &r.topics {
+            let ends = end_offsets(&r.brokers, topic, timeout).map_err(|e| match e {
+                KafkaIoError::Client(e) => e,
+                other => KafkaError::MetadataFetch(match other {
+                    KafkaIoError::UnknownTopic(_) => rdkafka::types::RDKafkaErrorCode::UnknownTopic,
+                    _ => rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+                }),
+            })?;
+            let mut tpl = TopicPartitionList::new();
+            for &p in ends.keys() {
+                tpl.add_partition(topic, p);
+            }
+            let committed = r.consumer.committed_offsets(tpl, timeout)?;
+            for (&p, &end) in &ends {
+                let at = committed
+                    .find_partition(topic, p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                remaining += (end - at).max(0);
+            }
+            if remaining > 0 {
+                return Ok(remaining);
+            }
+        }
+        Ok(0)
     }
 
     /// The total the group has to reach.

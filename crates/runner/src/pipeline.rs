@@ -61,7 +61,8 @@ use sluicegate_core::{
 use sluicegate_core::{BoxError, CommitLedger, Origin};
 use sluicegate_kafka_io::{
     DeadLetterSink, KafkaConfig, KafkaIoError, KafkaSink, KafkaSource, KafkaSourceHandle,
-    KafkaTxnSink, OffsetStore, ProducerRecord, SinkStats, TxnStats, consumer_group,
+    KafkaTxnSink, OffsetStore, ProducerRecord, RetryStats, RetryTopics, SinkStats, TxnStats,
+    consumer_group, headers,
 };
 use sluicegate_stages::codec::{Codec, Json};
 use sluicegate_stages::store::{Store, StoreError, StoreStage, StoreStats};
@@ -97,6 +98,18 @@ pub struct Pipeline {
     pub validator: SchemaValidator,
     /// Deliveries to the output topic (`None` with no output topic).
     pub produced: Option<Produced>,
+    /// Non-blocking retries, when `store.retry_delays` is set.
+    pub retry: Option<Retries>,
+}
+
+/// The retry topics of a run with non-blocking retries.
+pub struct Retries {
+    /// The topics, first level first.
+    pub topics: RetryTopics,
+    /// The consumer of the retry topics.
+    pub source: KafkaSourceHandle,
+    /// Records sent to each level, and dead-lettered after the last.
+    pub stats: Arc<RetryStats>,
 }
 
 /// The counters of the output topic's sink.
@@ -223,25 +236,53 @@ pub async fn build(
         })
         .collect();
     let handles: Vec<KafkaSourceHandle> = sources.iter().map(KafkaSource::handle).collect();
+    let delays = settings.retry_delays().map_err(PipelineError::Config)?;
+    let retry_topics = RetryTopics::new(&k.input_topic, &delays);
+    let retry_source = if retry_topics.is_empty() {
+        None
+    } else {
+        // One retry topic per level, as many partitions as the input.
+        let partitions = sluicegate_kafka_io::admin::partition_count(&config, &k.input_topic, connect).await?;
+        let wanted: Vec<(String, i32)> = retry_topics
+            .topics()
+            .into_iter()
+            .map(|t| (t, partitions))
+            .collect();
+        let wanted_ref: Vec<(&str, i32)> = wanted.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+        sluicegate_kafka_io::admin::ensure_topics(&config, &wanted_ref, connect).await?;
+        Some(
+            KafkaSource::new(config.clone(), settings.retry_group(), retry_topics.topics())
+                .due_header(headers::RETRY_DUE)
+                .commit_interval(Duration::from_millis(k.commit_interval_ms))
+                .commit_every(k.commit_every)
+                .pause_after(Duration::from_millis(k.pause_after_ms))
+                .revoke_timeout(Duration::from_millis(k.revoke_timeout_ms))
+                .connect_timeout(connect)
+                .keep_raw(true)
+                .window_limit(k.window_limit),
+        )
+    };
 
     let st = &settings.stages;
     let validator = validator(settings)?;
     let store_stage = StoreStage::<Value>::new(store.clone());
     let store_stage = if settings.store.offsets {
         store_stage.commit_offsets(Arc::new(Ledgers(handles.clone())), Duration::from_secs(1))
+    } else if retry_source.is_some() {
+        store_stage
+            .non_blocking_retries(true)
+            .origin_by(sluicegate_kafka_io::retry::original_origin)
     } else {
         store_stage
     };
     let store_stats = store_stage.stats();
 
     let mut g = Graph::builder("sluicegate");
+    let dead_letters =
+        DeadLetterSink::new(&config, k.dead_letter_topic.clone())?.retry(retry_topics.clone());
+    let retry_stats = dead_letters.retry_stats();
     g.dead_letters(
-        spec(
-            "dead_letters",
-            DeadLetterSink::new(&config, k.dead_letter_topic.clone())?,
-            &st.dead_letters,
-        )
-        .concurrency(st.dead_letters.workers),
+        spec("dead_letters", dead_letters, &st.dead_letters).concurrency(st.dead_letters.workers),
     );
     let streams: Vec<Stream<Bytes>> = if sources.len() == 1 {
         sources.into_iter().map(|s| g.source("kafka", s)).collect()
@@ -261,62 +302,52 @@ pub async fn build(
         Stream::merge(streams)
     };
 
-    let enrich = EnrichAndHash::new(
-        EnrichConfig::new(hash_key(), settings.transform.pseudonymise.clone())
-            .rounds(settings.run.hash_rounds),
-    );
-    let cents = settings
-        .transform
-        .cents()
-        .map(|(from, to)| (from.to_string(), to));
-    let panic_suffix = settings.run.panic_on_id_suffix.clone();
-    let transform = blocking(st.transform.workers, move |record: Value| {
-        if !panic_suffix.is_empty()
-            && record
-                .get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| id.ends_with(&panic_suffix))
-        {
-            panic!("fault injection: id ends with {panic_suffix:?}");
-        }
-        let Value::Object(mut r) = record else {
-            return Ok(record);
-        };
-        if let Some((from, to)) = &cents {
-            if let Some(amount) = r.get(from).and_then(Value::as_f64) {
-                r.insert(to.clone(), Value::from((amount * 100.0).round() as i64));
-            }
-        }
-        Ok::<_, std::convert::Infallible>(Value::Object(enrich.apply(r)))
-    });
-    let max_payload = settings.validate.max_payload_bytes;
-    let validated = input
-        .via(spec(
-            "decode",
-            try_map(move |payload: Bytes| {
-                if payload.len() > max_payload {
-                    return Err(format!(
-                        "payload of {} bytes is over the limit of {max_payload} bytes",
-                        payload.len()
-                    ));
-                }
-                Codec::<Value>::decode(&Json, &payload).map_err(|e| e.to_string())
-            }),
-            &st.decode,
-        ))
-        .via(spec("validate", validator.clone(), &st.validate))
-        .via(
-            spec("transform", transform, &st.transform)
-                .concurrency(st.transform.workers)
-                // A transaction, or a store batch keeping the offsets,
-                // commits offsets up to the records it carries: they must
-                // reach it in each partition's order.
-                .order(if k.exactly_once || settings.store.offsets {
-                    sluicegate_core::Order::Preserve
-                } else {
-                    st.transform.order.into()
+    let prepare = |input: Stream<Bytes>, prefix: &str, validator: SchemaValidator| {
+        input
+            .via(spec(
+                &format!("{prefix}decode"),
+                decode(settings.validate.max_payload_bytes),
+                &st.decode,
+            ))
+            .via(spec(&format!("{prefix}validate"), validator, &st.validate))
+            .via(
+                spec(&format!("{prefix}transform"), transform(settings), &st.transform)
+                    .concurrency(st.transform.workers)
+                    // A transaction, or a store batch keeping the offsets,
+                    // commits offsets up to the records it carries: they must
+                    // reach it in each partition's order.
+                    .order(if k.exactly_once || settings.store.offsets {
+                        sluicegate_core::Order::Preserve
+                    } else {
+                        st.transform.order.into()
+                    }),
+            )
+    };
+    let validated = prepare(input, "", validator.clone());
+    // Records back from the retry topics go through the same steps again,
+    // then to the store only (their output record was produced the first
+    // time).
+    let (retried, retry) = match retry_source {
+        Some(source) => {
+            let handle = source.handle();
+            let stream = g.source("retry", source);
+            (
+                Some(prepare(stream, "retry-", validator.clone())),
+                Some(Retries {
+                    topics: retry_topics,
+                    source: handle,
+                    stats: retry_stats,
                 }),
-        );
+            )
+        }
+        None => (None, None),
+    };
+    // The store's input: the records of this run, and those back from the
+    // retry topics.
+    let with_retried = |stream: Stream<Value>| match retried {
+        Some(r) => Stream::merge(vec![stream, r]),
+        None => stream,
+    };
     let batch = || {
         BatchConfig::new(
             settings.store.batch,
@@ -368,7 +399,7 @@ pub async fn build(
             );
         Some(Produced::Transactions(stats))
     } else if k.output_topic.is_empty() {
-        validated.to_batch(
+        with_retried(validated).to_batch(
             BatchSpec::new("store", store_stage, batch())
                 .capacity(st.store.capacity)
                 .overflow(st.store.overflow.into()),
@@ -386,7 +417,7 @@ pub async fn build(
                 ));
             }
         };
-        to_store.to_batch(
+        with_retried(to_store).to_batch(
             BatchSpec::new("store", store_stage, batch())
                 .capacity(st.store.capacity)
                 .overflow(st.store.overflow.into()),
@@ -407,8 +438,56 @@ pub async fn build(
             store_stats,
             validator,
             produced,
+            retry,
         },
     ))
+}
+
+/// The decode stage: JSON, refusing payloads over `max_payload` bytes
+/// unparsed.
+fn decode(max_payload: usize) -> impl sluicegate_core::Stage<In = Bytes, Out = Value> {
+    try_map(move |payload: Bytes| {
+        if payload.len() > max_payload {
+            return Err(format!(
+                "payload of {} bytes is over the limit of {max_payload} bytes",
+                payload.len()
+            ));
+        }
+        Codec::<Value>::decode(&Json, &payload).map_err(|e| e.to_string())
+    })
+}
+
+/// The transform stage on the blocking pool: cents, pseudonyms, the
+/// fingerprint (and the fault injection of `run.panic_on_id_suffix`).
+fn transform(settings: &Settings) -> impl sluicegate_core::Stage<In = Value, Out = Value> {
+    let enrich = EnrichAndHash::new(
+        EnrichConfig::new(hash_key(), settings.transform.pseudonymise.clone())
+            .rounds(settings.run.hash_rounds),
+    );
+    let cents = settings
+        .transform
+        .cents()
+        .map(|(from, to)| (from.to_string(), to));
+    let panic_suffix = settings.run.panic_on_id_suffix.clone();
+    blocking(settings.stages.transform.workers, move |record: Value| {
+        if !panic_suffix.is_empty()
+            && record
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id.ends_with(&panic_suffix))
+        {
+            panic!("fault injection: id ends with {panic_suffix:?}");
+        }
+        let Value::Object(mut r) = record else {
+            return Ok(record);
+        };
+        if let Some((from, to)) = &cents {
+            if let Some(amount) = r.get(from).and_then(Value::as_f64) {
+                r.insert(to.clone(), Value::from((amount * 100.0).round() as i64));
+            }
+        }
+        Ok::<_, std::convert::Infallible>(Value::Object(enrich.apply(r)))
+    })
 }
 
 /// The pseudonymisation key: `SLUICEGATE_HASH_KEY`, or a fixed development

@@ -169,6 +169,15 @@ pub struct StoreSettings {
     /// after a crash no stored row is written again), and resume from them
     /// (see [`pipeline`](crate::pipeline)).
     pub offsets: bool,
+    /// Non-blocking retries: the delay of each retry level (`"1s"`,
+    /// `"500ms"`, `"2m"`). A record the store refuses transiently (a lock
+    /// timeout, a serialization failure, the database away) goes to the
+    /// retry topic of its attempt (`{input}.retry.1s`, ...), and comes
+    /// back when due, while its partition's commits move on; after the
+    /// last level it is dead-lettered with its history. Empty (the
+    /// default): the store retries a failed batch in place, holding the
+    /// partitions behind it.
+    pub retry_delays: Vec<String>,
 }
 
 impl Default for StoreSettings {
@@ -179,8 +188,35 @@ impl Default for StoreSettings {
             batch: 500,
             batch_wait_ms: 50,
             offsets: false,
+            retry_delays: Vec::new(),
         }
     }
+}
+
+/// Parses a delay: a whole number and a unit, `ms`, `s`, `m` or `h`
+/// (`"250ms"`, `"1s"`, `"2m"`).
+///
+/// # Errors
+///
+/// What is wrong with it.
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let digits = t.chars().take_while(char::is_ascii_digit).count();
+    let (number, unit) = t.split_at(digits);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a delay like 1s, 500ms or 2m"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{text:?} is not a delay like 1s, 500ms or 2m (units: ms, s, m, h)")),
+    };
+    if d.is_zero() {
+        return Err(format!("{text:?}: a retry delay must be more than 0"));
+    }
+    Ok(d)
 }
 
 /// What a valid record is.
@@ -549,6 +585,23 @@ impl Settings {
         if self.kafka.group.is_empty() {
             return bad("kafka.group", "must not be empty");
         }
+        if let Err(message) = self.retry_delays() {
+            return bad("store.retry_delays", &message);
+        }
+        if !self.store.retry_delays.is_empty() {
+            if self.store.offsets {
+                return bad(
+                    "store.retry_delays",
+                    "cannot be combined with store.offsets: a batch commits the offsets of its records, and a record sent to retry later would leave a gap",
+                );
+            }
+            if self.kafka.exactly_once {
+                return bad(
+                    "store.retry_delays",
+                    "cannot be combined with kafka.exactly_once: the transactions commit offsets in input order, which a retried record would leave",
+                );
+            }
+        }
         if self.store.offsets && self.kafka.exactly_once {
             return bad(
                 "store.offsets",
@@ -602,6 +655,24 @@ impl Settings {
     /// The drain deadline.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.run.drain_timeout_s)
+    }
+
+    /// The retry levels' delays (`store.retry_delays`), first level first.
+    ///
+    /// # Errors
+    ///
+    /// The first delay that does not parse, and why.
+    pub fn retry_delays(&self) -> Result<Vec<Duration>, String> {
+        self.store
+            .retry_delays
+            .iter()
+            .map(|d| parse_delay(d))
+            .collect()
+    }
+
+    /// The consumer group of the retry topics: `{kafka.group}.retry`.
+    pub fn retry_group(&self) -> String {
+        format!("{}.retry", self.kafka.group)
     }
 
     /// The transactional producer's id in exactly-once mode.

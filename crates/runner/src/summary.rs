@@ -49,6 +49,12 @@ pub struct Summary {
     pub clean: bool,
     /// Fatal errors.
     pub errors: Vec<String>,
+    /// With non-blocking retries: records sent to each retry topic.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub retried: BTreeMap<String, u64>,
+    /// With non-blocking retries: records dead-lettered after the last
+    /// retry level (counted in `dead_lettered` too).
+    pub retries_exhausted: u64,
 }
 
 impl Summary {
@@ -66,7 +72,24 @@ impl Summary {
             .map(|h| h.stats().commits.load(Ordering::Relaxed))
             .sum();
         let dead = snap.stage("dead_letters");
-        let dead_lettered = dead.map_or(0, |d| d.items_out);
+        // With retries, the dead-letter route also writes to the retry
+        // topics: only what reached the dead-letter topic is dead-lettered.
+        let dead_lettered = match &pipeline.retry {
+            Some(r) => r.stats.dead_lettered.load(Ordering::Relaxed),
+            None => dead.map_or(0, |d| d.items_out),
+        };
+        let (retried, retries_exhausted) = match &pipeline.retry {
+            Some(r) => (
+                r.topics
+                    .topics()
+                    .into_iter()
+                    .zip(&r.stats.scheduled)
+                    .map(|(t, n)| (t, n.load(Ordering::Relaxed)))
+                    .collect(),
+                r.stats.exhausted.load(Ordering::Relaxed),
+            ),
+            None => (BTreeMap::new(), 0),
+        };
         let dropped = snap
             .mailboxes
             .iter()
@@ -107,6 +130,8 @@ impl Summary {
             bottleneck: snap.bottleneck(None).map(|b| b.stage),
             clean: report.is_clean(),
             errors: report.errors.iter().map(ToString::to_string).collect(),
+            retried,
+            retries_exhausted,
         }
     }
 
@@ -143,6 +168,16 @@ impl fmt::Display for Summary {
                     }
                 }
             }
+        }
+        for (topic, n) in &self.retried {
+            writeln!(f, "  retried via {topic} {n:>8}")?;
+        }
+        if !self.retried.is_empty() {
+            writeln!(
+                f,
+                "  retries exhausted {:>10}   (dead-lettered with their history)",
+                self.retries_exhausted
+            )?;
         }
         writeln!(f, "  dropped         {dropped:>12}")?;
         for (stage, n) in &self.dropped {

@@ -115,6 +115,9 @@ impl StoreStats {
 /// Makes a row's idempotency key from the value and its origin.
 type KeyFn<T> = Arc<dyn Fn(&T, &Origin) -> Option<String> + Send + Sync>;
 
+/// The origin a row is keyed and labelled by, from the record's.
+type OriginFn = Arc<dyn Fn(&Origin) -> Origin + Send + Sync>;
+
 /// The idempotency key of a record from its origin:
 /// `"{topic}/{partition}/{offset}"` (topic empty when unknown), or `None`
 /// when the origin has no partition or no offset.
@@ -186,6 +189,7 @@ pub struct StoreStage<T> {
     store: Arc<dyn Store>,
     key_by: Option<KeyFn<T>>,
     key_fallback: Option<KeyFn<T>>,
+    origin_by: Option<OriginFn>,
     retry: RetryPolicy,
     stop_when_unavailable: bool,
     /// Transient failures go on (to be retried elsewhere) instead of being
@@ -215,6 +219,7 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
             store,
             key_by: None,
             key_fallback: None,
+            origin_by: None,
             retry: RetryPolicy::default(),
             stop_when_unavailable: false,
             non_blocking: false,
@@ -242,6 +247,17 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
         key: impl Fn(&T, &Origin) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.key_by = Some(Arc::new(key));
+        self
+    }
+
+    /// The origin each row is keyed and labelled by (its topic, partition
+    /// and offset columns), computed from the record's: for records read
+    /// back from a retry topic, the origin of their first reading
+    /// (`sluicegate_kafka_io::retry::original_origin`), so that a retried
+    /// record is stored under the same key as if it had gone in the first
+    /// time, and a replay of either is refused by that key.
+    pub fn origin_by(mut self, f: impl Fn(&Origin) -> Origin + Send + Sync + 'static) -> Self {
+        self.origin_by = Some(Arc::new(f));
         self
     }
 
@@ -310,6 +326,14 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
     }
 
     fn row(&self, value: &T, origin: &Origin) -> Result<Row, StoreError> {
+        let mapped;
+        let origin = match &self.origin_by {
+            Some(f) => {
+                mapped = f(origin);
+                &mapped
+            }
+            None => origin,
+        };
         let id = match &self.key_by {
             Some(f) => f(value, origin).map(|k| format!("key:{k}")),
             None => origin_key(origin).or_else(|| {
