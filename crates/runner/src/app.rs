@@ -150,7 +150,7 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
         ];
         topics.extend(retry_topics.iter().map(String::as_str));
         let cluster = Embedded::start(&topics, e.partitions)
-        .map_err(|e| AppError::Failed(format!("starting the embedded mock cluster: {e}")))?;
+            .map_err(|e| AppError::Failed(format!("starting the embedded mock cluster: {e}")))?;
         // librdkafka's mock broker keeps at most 5 MiB or 100,000 records
         // per partition and silently drops the oldest beyond that.
         let bytes = generate::total_bytes(0, e.records, e.malformed);
@@ -248,9 +248,9 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
                 None => Ok(c),
             }
         })
-            .await
-            .map_err(|e| AppError::Failed(e.to_string()))?
-            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        .await
+        .map_err(|e| AppError::Failed(e.to_string()))?
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
         tracing::info!(records = c.total(), targets = ?c, "running until the group has committed the input's end offsets");
         Some(Arc::new(c))
     } else {

@@ -242,7 +242,8 @@ pub async fn build(
         None
     } else {
         // One retry topic per level, as many partitions as the input.
-        let partitions = sluicegate_kafka_io::admin::partition_count(&config, &k.input_topic, connect).await?;
+        let partitions =
+            sluicegate_kafka_io::admin::partition_count(&config, &k.input_topic, connect).await?;
         let wanted: Vec<(String, i32)> = retry_topics
             .topics()
             .into_iter()
@@ -251,15 +252,19 @@ pub async fn build(
         let wanted_ref: Vec<(&str, i32)> = wanted.iter().map(|(t, p)| (t.as_str(), *p)).collect();
         sluicegate_kafka_io::admin::ensure_topics(&config, &wanted_ref, connect).await?;
         Some(
-            KafkaSource::new(config.clone(), settings.retry_group(), retry_topics.topics())
-                .due_header(headers::RETRY_DUE)
-                .commit_interval(Duration::from_millis(k.commit_interval_ms))
-                .commit_every(k.commit_every)
-                .pause_after(Duration::from_millis(k.pause_after_ms))
-                .revoke_timeout(Duration::from_millis(k.revoke_timeout_ms))
-                .connect_timeout(connect)
-                .keep_raw(true)
-                .window_limit(k.window_limit),
+            KafkaSource::new(
+                config.clone(),
+                settings.retry_group(),
+                retry_topics.topics(),
+            )
+            .due_header(headers::RETRY_DUE)
+            .commit_interval(Duration::from_millis(k.commit_interval_ms))
+            .commit_every(k.commit_every)
+            .pause_after(Duration::from_millis(k.pause_after_ms))
+            .revoke_timeout(Duration::from_millis(k.revoke_timeout_ms))
+            .connect_timeout(connect)
+            .keep_raw(true)
+            .window_limit(k.window_limit),
         )
     };
 
@@ -311,16 +316,20 @@ pub async fn build(
             ))
             .via(spec(&format!("{prefix}validate"), validator, &st.validate))
             .via(
-                spec(&format!("{prefix}transform"), transform(settings), &st.transform)
-                    .concurrency(st.transform.workers)
-                    // A transaction, or a store batch keeping the offsets,
-                    // commits offsets up to the records it carries: they must
-                    // reach it in each partition's order.
-                    .order(if k.exactly_once || settings.store.offsets {
-                        sluicegate_core::Order::Preserve
-                    } else {
-                        st.transform.order.into()
-                    }),
+                spec(
+                    &format!("{prefix}transform"),
+                    transform(settings),
+                    &st.transform,
+                )
+                .concurrency(st.transform.workers)
+                // A transaction, or a store batch keeping the offsets,
+                // commits offsets up to the records it carries: they must
+                // reach it in each partition's order.
+                .order(if k.exactly_once || settings.store.offsets {
+                    sluicegate_core::Order::Preserve
+                } else {
+                    st.transform.order.into()
+                }),
             )
     };
     let validated = prepare(input, "", validator.clone());

@@ -211,7 +211,11 @@ pub fn parse_delay(text: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{text:?} is not a delay like 1s, 500ms or 2m (units: ms, s, m, h)")),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a delay like 1s, 500ms or 2m (units: ms, s, m, h)"
+            ));
+        }
     };
     if d.is_zero() {
         return Err(format!("{text:?}: a retry delay must be more than 0"));

@@ -702,3 +702,190 @@ fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
     let (_, body) = reply.split_once("\r\n\r\n")?;
     serde_json::from_str(body).ok()
 }
+
+/// Scenario 11: non-blocking retries (`--retry-delays`). A trigger makes
+/// the store refuse one good record in ten with `55P03` (lock not
+/// available: transient) while a fault flag is on, and one in a hundred
+/// always. The input's commits must reach its end while the fault is on
+/// (nothing holds a partition behind a refused record); the fault then
+/// goes off. In the end every good record is stored exactly once (the
+/// refused-for-a-while ones through the retry topics, under their first
+/// reading's origin) or, for the always-refused, dead-lettered after the
+/// last level with the history of its four attempts; the output topic has
+/// no duplicate; the retry topics are drained (the retry group committed
+/// their ends).
+#[test]
+fn non_blocking_retries_store_each_record_once_and_never_stall_a_partition() {
+    let records = 3_000 * scale();
+    let cluster = Cluster::real("retry", PARTITIONS, records, 0.02);
+    let mut p = Pipeline::new(&cluster, "retry", records, 0.02);
+    let always = |i: u64| i % 100 == 17;
+    let for_a_while = |i: u64| i % 10 == 7 && !always(i);
+    p.fails = Box::new(always);
+    // Refused by the store, after the fan-out: produced all the same.
+    p.fail_after_output = true;
+    let t = p.table.clone();
+    let refused: Vec<(u64, bool)> = p
+        .input
+        .good
+        .values()
+        .filter(|&&i| always(i) || for_a_while(i))
+        .map(|&i| (i, always(i)))
+        .collect();
+    // The table as the binary makes it, and the fault.
+    psql(&format!(
+        "CREATE TABLE {t} (id TEXT PRIMARY KEY, topic TEXT, \"partition\" INTEGER, \"offset\" BIGINT, \
+         payload JSONB NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         CREATE TABLE {t}_refuse (record TEXT PRIMARY KEY, always BOOLEAN NOT NULL);
+         CREATE TABLE {t}_fault (active BOOLEAN NOT NULL);
+         INSERT INTO {t}_fault VALUES (true);
+         INSERT INTO {t}_refuse VALUES {};
+         CREATE OR REPLACE FUNCTION {t}_refuse() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN
+                IF EXISTS (SELECT 1 FROM {t}_refuse r WHERE r.record = NEW.payload->>'id'
+                           AND (r.always OR (SELECT active FROM {t}_fault))) THEN
+                  RAISE EXCEPTION 'row % is locked', NEW.id USING ERRCODE = '55P03';
+                END IF;
+                RETURN NEW;
+              END $$;
+         CREATE TRIGGER {t}_refuse BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {t}_refuse();",
+        refused
+            .iter()
+            .map(|(i, a)| format!("('{}', {a})", sluicegate_runner::generate::id(*i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let (child, log) = p.spawn(&["--retry-delays", "1s,2s,20s"]);
+    // The partitions move on while the refused records are refused.
+    p.wait_committed_all(&log);
+    let stored_then = p.stored();
+    let refused_at: BTreeSet<(i32, i64)> = p
+        .input
+        .good
+        .iter()
+        .filter(|(_, i)| always(**i) || for_a_while(**i))
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(
+        stored_then.is_disjoint(&refused_at),
+        "a refused record was stored while the fault was on"
+    );
+    psql(&format!("UPDATE {t}_fault SET active = false"));
+    // Every record stored or dead-lettered (from the table and the topic).
+    p.wait_stored(&log);
+    let want_dead = p.to_dead_letter();
+    let started = Instant::now();
+    loop {
+        let dead: BTreeSet<(i32, i64)> = p
+            .read(&cluster.dead_letters, "read_uncommitted")
+            .iter()
+            .map(Msg::origin)
+            .collect();
+        if dead == want_dead {
+            break;
+        }
+        assert!(
+            started.elapsed() < patience() * 2,
+            "dead letters {} of {}:\n{}",
+            dead.len(),
+            want_dead.len(),
+            log.text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let levels: Vec<String> = ["1s", "2s", "20s"]
+        .iter()
+        .map(|d| format!("{}.retry.{d}", cluster.input))
+        .collect();
+    // The retry topics drained: the retry group committed their ends.
+    let retry_group = format!("{}.retry", p.group);
+    let started = Instant::now();
+    while levels.iter().any(|l| {
+        committed_offsets(&cluster.brokers, &retry_group, l) != end_offsets(&cluster.brokers, l)
+    }) {
+        assert!(
+            started.elapsed() < patience(),
+            "the retry topics not drained:\n{}",
+            log.text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    signal(&child, "TERM");
+    let out = finish(child, PATIENCE, "the retry run after SIGTERM");
+    assert_eq!(out.status.code(), Some(0), "{}", log.text());
+    let r = p.reconcile("non-blocking retries", "read_uncommitted");
+    assert_eq!(
+        r.output_duplicates, 0,
+        "a retried record is not produced again: {r}"
+    );
+    assert_eq!(r.dead_letter_duplicates, 0, "{r}");
+
+    // The first level holds every refused record once, under its origin;
+    // the last level at least the always-refused ones.
+    let origins = |topic: &str| -> Vec<(i32, i64)> {
+        p.read(topic, "read_uncommitted")
+            .iter()
+            .map(Msg::origin)
+            .collect()
+    };
+    let mut first = origins(&levels[0]);
+    first.sort_unstable();
+    assert_eq!(
+        first,
+        refused_at.iter().copied().collect::<Vec<_>>(),
+        "level 1: each refused record once"
+    );
+    let always_at: BTreeSet<(i32, i64)> = p
+        .input
+        .good
+        .iter()
+        .filter(|(_, i)| always(**i))
+        .map(|(at, _)| *at)
+        .collect();
+    let last: BTreeSet<(i32, i64)> = origins(&levels[2]).into_iter().collect();
+    assert!(
+        last.is_superset(&always_at),
+        "level 3 holds the always-refused"
+    );
+    // Their dead letters: four attempts, each in the history, from the store.
+    let mut exhausted = 0;
+    for d in p.read(&cluster.dead_letters, "read_uncommitted") {
+        if !always_at.contains(&d.origin()) {
+            continue;
+        }
+        exhausted += 1;
+        assert_eq!(
+            d.headers.get("sluicegate.attempts").map(String::as_str),
+            Some("4"),
+            "{d:?}"
+        );
+        assert_eq!(
+            d.headers.get("sluicegate.stage").map(String::as_str),
+            Some("store"),
+            "{d:?}"
+        );
+        let history: Vec<serde_json::Value> = serde_json::from_str(
+            d.headers
+                .get("sluicegate.retry.history")
+                .expect("a history"),
+        )
+        .expect("JSON history");
+        assert_eq!(history.len(), 4, "{d:?}");
+        assert!(
+            history
+                .iter()
+                .all(|a| a["error"].as_str().is_some_and(|e| e.contains("55P03"))),
+            "{history:?}"
+        );
+    }
+    assert_eq!(exhausted, always_at.len());
+    println!(
+        "non-blocking retries: {} records refused while the input's commits reached its end; {} stored after retries, {} dead-lettered after 4 attempts",
+        refused_at.len(),
+        refused_at.len() - always_at.len(),
+        always_at.len()
+    );
+    psql(&format!(
+        "DROP TABLE IF EXISTS {t}_refuse; DROP TABLE IF EXISTS {t}_fault; DROP FUNCTION IF EXISTS {t}_refuse() CASCADE"
+    ));
+}

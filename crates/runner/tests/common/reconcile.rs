@@ -115,6 +115,9 @@ pub struct Pipeline<'a> {
     pub input: Input,
     /// Good records the scenario makes fail (they must be dead-lettered).
     pub fails: Box<dyn Fn(u64) -> bool>,
+    /// Whether those fail in the store branch, after the fan-out: then the
+    /// output branch produced them all the same.
+    pub fail_after_output: bool,
 }
 
 impl<'a> Pipeline<'a> {
@@ -128,6 +131,7 @@ impl<'a> Pipeline<'a> {
             group: format!("{name}-{}", std::process::id()),
             input: Input::read(cluster, records, malformed),
             fails: Box::new(|_| false),
+            fail_after_output: false,
         }
     }
 
@@ -338,10 +342,14 @@ impl<'a> Pipeline<'a> {
         for m in &output {
             *out_ids.entry(m.id()).or_default() += 1;
         }
-        let want_ids: BTreeSet<String> = want_stored
-            .iter()
-            .map(|at| generate::id(self.input.good[at]))
-            .collect();
+        let want_ids: BTreeSet<String> = if self.fail_after_output {
+            self.input.good.values().map(|&i| generate::id(i)).collect()
+        } else {
+            want_stored
+                .iter()
+                .map(|at| generate::id(self.input.good[at]))
+                .collect()
+        };
         let got_ids: BTreeSet<String> = out_ids.keys().cloned().collect();
         same_set(
             what,
