@@ -288,11 +288,26 @@ pub async fn run(settings: Settings, options: RunOptions) -> Result<i32, AppErro
     .kafka_sources(handles)
     .extra_status({
         let v = pipeline.validator.clone();
-        move || serde_json::json!({ "validation": validation::status(&v, &schema_name) })
+        let r = pipeline.retry.clone();
+        move || {
+            let mut status =
+                serde_json::json!({ "validation": validation::status(&v, &schema_name) });
+            if let Some(r) = &r {
+                status["retries"] = crate::retries::status(r);
+            }
+            status
+        }
     })
     .extra_metrics({
         let v = pipeline.validator.clone();
-        move |graph| validation::prometheus(&v, graph)
+        let r = pipeline.retry.clone();
+        move |graph| {
+            let mut text = validation::prometheus(&v, graph);
+            if let Some(r) = &r {
+                text.push_str(&crate::retries::prometheus(r, graph));
+            }
+            text
+        }
     });
     let outcome = runner.run(graph, stop).await.map_err(run_error)?;
     if let Stopped::Forced(name) = outcome.stopped {

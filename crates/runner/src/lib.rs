@@ -31,6 +31,7 @@ pub mod frontier;
 pub mod generate;
 pub mod http;
 pub mod pipeline;
+pub mod retries;
 pub mod runner;
 pub mod settings;
 pub mod summary;

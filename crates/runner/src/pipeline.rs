@@ -103,6 +103,7 @@ pub struct Pipeline {
 }
 
 /// The retry topics of a run with non-blocking retries.
+#[derive(Clone)]
 pub struct Retries {
     /// The topics, first level first.
     pub topics: RetryTopics,

@@ -693,3 +693,19 @@ impl Settings {
         self.kafka.brokers.is_none()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_parse_with_their_unit() {
+        assert_eq!(parse_delay("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_delay(" 1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_delay("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_delay("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "1", "s", "1.5s", "-1s", "1d", "0ms"] {
+            assert!(parse_delay(bad).is_err(), "{bad:?}");
+        }
+    }
+}

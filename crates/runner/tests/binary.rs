@@ -203,6 +203,32 @@ fn configuration_mistakes_exit_3_naming_the_setting() {
             "session.timeout.ms",
         ),
         (
+            vec!["run".into(), "--retry-delays".into(), "1s,soon".into()],
+            "store.retry_delays",
+        ),
+        (
+            vec!["run".into(), "--retry-delays".into(), "0s".into()],
+            "store.retry_delays",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--retry-delays".into(),
+                "1s".into(),
+                "--store-offsets".into(),
+            ],
+            "store.retry_delays",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--retry-delays".into(),
+                "1s".into(),
+                "--exactly-once".into(),
+            ],
+            "store.retry_delays",
+        ),
+        (
             vec![
                 "run".into(),
                 "--records".into(),

@@ -755,7 +755,13 @@ fn non_blocking_retries_store_each_record_once_and_never_stall_a_partition() {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let (child, log) = p.spawn(&["--retry-delays", "1s,2s,20s"]);
+    // The last level outlasts the fault (which stays on until the input is
+    // committed, longer with more records), so only the always-refused run
+    // out of levels.
+    let last = format!("{}s", 20 * scale());
+    let delays = format!("1s,2s,{last}");
+    let http = free_local_address();
+    let (child, log) = p.spawn(&["--retry-delays", &delays, "--http", &http]);
     // The partitions move on while the refused records are refused.
     p.wait_committed_all(&log);
     let stored_then = p.stored();
@@ -793,7 +799,7 @@ fn non_blocking_retries_store_each_record_once_and_never_stall_a_partition() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    let levels: Vec<String> = ["1s", "2s", "20s"]
+    let levels: Vec<String> = ["1s", "2s", last.as_str()]
         .iter()
         .map(|d| format!("{}.retry.{d}", cluster.input))
         .collect();
@@ -810,6 +816,26 @@ fn non_blocking_retries_store_each_record_once_and_never_stall_a_partition() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    // What the binary reports about the retries agrees with the broker.
+    let status = get_json(&http, "/status").expect("/status answers");
+    let retries = &status["retries"];
+    let level_counts: Vec<u64> = levels
+        .iter()
+        .map(|l| p.read(l, "read_uncommitted").len() as u64)
+        .collect();
+    let reported: Vec<u64> = retries["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(|l| l["scheduled"].as_u64().expect("scheduled"))
+        .collect();
+    assert_eq!(reported, level_counts, "/status: {retries}");
+    let always_n = p.input.good.values().filter(|&&i| always(i)).count() as u64;
+    assert_eq!(
+        retries["exhausted"].as_u64(),
+        Some(always_n),
+        "/status: {retries}"
+    );
     signal(&child, "TERM");
     let out = finish(child, PATIENCE, "the retry run after SIGTERM");
     assert_eq!(out.status.code(), Some(0), "{}", log.text());
