@@ -403,6 +403,13 @@ impl<T> StoreStage<T> {
     async fn write_one_by_one(&self, rows: &[Row]) -> Vec<RowResult> {
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
+            // The database away: the rows left fail the same way, without
+            // a connection attempt each.
+            if let Some(Err(e @ StoreError::Unreachable { .. })) = results.last() {
+                let e = e.clone();
+                results.push(Err(e));
+                continue;
+            }
             let result = match self.store.write(std::slice::from_ref(row)).await {
                 Ok(mut one) if one.len() == 1 => {
                     StoreStats::add(&self.stats.inner.commits, 1);
