@@ -818,7 +818,7 @@ fn non_blocking_retries_store_each_record_once_and_never_stall_a_partition() {
     }
     // What the binary reports about the retries agrees with the broker.
     let status = get_json(&http, "/status").expect("/status answers");
-    let retries = &status["retries"];
+    let retries = &status["extra"]["retries"];
     let level_counts: Vec<u64> = levels
         .iter()
         .map(|l| p.read(l, "read_uncommitted").len() as u64)
