@@ -142,3 +142,71 @@ async fn a_transaction_never_commits_past_a_record_another_branch_holds() {
         "the sink saw the gap"
     );
 }
+
+/// Offsets kept in a store (`KafkaSource::offsets_in`) reach Kafka even
+/// for a partition with nothing left to read: a crash between a store's
+/// batch and its mirror to Kafka left Kafka's committed offset behind the
+/// store's, and the partition's lag in Kafka stuck there (the source only
+/// mirrored offsets it committed itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_offsets_are_mirrored_to_kafka_at_assignment() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use sluicegate_core::{BoxError, Graph, StageSpec};
+    use sluicegate_kafka_io::{KafkaConfig, KafkaSource, OffsetStore};
+
+    struct Memory(Mutex<BTreeMap<i32, i64>>);
+    impl OffsetStore for Memory {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+        fn load(&self, _: &str, _: &str) -> Result<BTreeMap<i32, i64>, BoxError> {
+            Ok(self.0.lock().expect("lock").clone())
+        }
+        fn save(&self, _: &str, offsets: &[(String, i32, i64)]) -> Result<(), BoxError> {
+            let mut m = self.0.lock().expect("lock");
+            for (_, p, o) in offsets {
+                m.insert(*p, *o);
+            }
+            Ok(())
+        }
+    }
+
+    let brokers = real_broker();
+    let topic = unique("mirror");
+    real_topic(&topic, 2);
+    produce_numbers(&brokers, &topic, 2, 20).await;
+    logs();
+    let group = unique("g-mirror");
+    // Partition 0 entirely stored before (Kafka knows nothing), partition 1
+    // up to 4.
+    let store = Arc::new(Memory(Mutex::new(BTreeMap::from([(0, 10), (1, 4)]))));
+    let source = KafkaSource::new(KafkaConfig::new(&brokers), &group, [&topic])
+        .offsets_in(store.clone())
+        .commit_interval(Duration::from_millis(100));
+    let rec = Recorder::default();
+    let mut g = Graph::builder("mirror");
+    g.source("kafka", source)
+        .to(StageSpec::new("sink", rec.clone()));
+    let running = within(LONG, "start", g.build().expect("graph").start())
+        .await
+        .expect("starts");
+    eventually(LONG, "the 6 records past the stored offsets", || {
+        rec.count() == 6
+    })
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "Kafka's committed offsets to reach the stored ones, partition 0 included",
+        || committed(&brokers, &group, &topic, 2) == vec![Some(10), Some(10)],
+    )
+    .await;
+    let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        *store.0.lock().expect("lock"),
+        BTreeMap::from([(0, 10), (1, 10)])
+    );
+}

@@ -244,7 +244,21 @@ impl ConsumerContext for Callbacks {
                 .fetch_add(1, Ordering::Relaxed);
             let parts = parts_of(tpl);
             tracing::info!(partitions = ?parts, "partitions assigned");
-            lock(&self.shared.tracker).assign(&parts);
+            {
+                let mut tracker = lock(&self.shared.tracker);
+                tracker.assign(&parts);
+                if self.shared.offset_store.0.get().is_some() {
+                    // The stored offsets each partition starts from are
+                    // committed (in the store): the next mirror takes them
+                    // to Kafka even if nothing more is read there (a crash
+                    // between a batch and its mirror left Kafka behind).
+                    for e in tpl.elements() {
+                        if let Offset::Offset(o) = e.offset() {
+                            tracker.committed(e.topic(), e.partition(), o);
+                        }
+                    }
+                }
+            }
             {
                 let mut released = lock(&self.shared.released);
                 for p in &parts {

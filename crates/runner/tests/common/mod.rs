@@ -494,10 +494,21 @@ impl Msg {
     }
 }
 
-/// The high watermark of every partition of `topic`.
+/// The high watermark of every partition of `topic`. A broker just
+/// started again answers "not leader" until its partitions have their
+/// leaders back: asked again for up to 30 s.
 pub fn end_offsets(brokers: &str, topic: &str) -> BTreeMap<i32, i64> {
-    sluicegate_runner::embedded::end_offsets(brokers, topic, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("end offsets of {topic}: {e}"))
+    let started = Instant::now();
+    loop {
+        match sluicegate_runner::embedded::end_offsets(brokers, topic, Duration::from_secs(10)) {
+            Ok(ends) => return ends,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                eprintln!("end offsets of {topic}: {e}; asking again");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => panic!("end offsets of {topic} (for 30 s): {e}"),
+        }
+    }
 }
 
 /// Every record of `topic` up to the high watermarks it has now, read with
@@ -586,9 +597,18 @@ pub fn committed_offsets(brokers: &str, group: &str, topic: &str) -> BTreeMap<i3
     for &p in ends.keys() {
         tpl.add_partition(topic, p);
     }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("committed offsets of {group}: {e}"));
+    let started = Instant::now();
+    let got = loop {
+        match c.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(got) => break got,
+            // As above: a coordinator just started again may not serve yet.
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                eprintln!("committed offsets of {group}: {e}; asking again");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => panic!("committed offsets of {group} (for 30 s): {e}"),
+        }
+    };
     ends.keys()
         .map(|&p| {
             let o = match got.find_partition(topic, p).map(|e| e.offset()) {
