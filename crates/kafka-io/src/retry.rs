@@ -14,8 +14,9 @@
 //! with the full history of its attempts.
 //!
 //! Each retry record carries the original record (its bytes, key and
-//! headers) and [`headers`](crate::headers): the attempts so far, when it
-//! is due, when it first failed, the history of its failures (a JSON array
+//! headers) and [`headers`](crate::headers): the last error and the stage
+//! it failed in, the attempts so far, when it is due, when it first
+//! failed, the history of its failures (a JSON array
 //! of `{"attempt", "at", "stage", "kind", "error"}`, times in milliseconds
 //! since the Unix epoch), and the original topic, partition and offset,
 //! which [`original_origin`] gives back, so that a store keyed by origin

@@ -512,6 +512,8 @@ impl Stage for DeadLetterSink {
             let first = history.first().map_or(now, |a| a.at);
             record.topic = Some(topic.clone());
             record = record
+                .header(headers::ERROR, e.message().to_string())
+                .header(headers::STAGE, e.stage().to_string())
                 .header(headers::RETRY_ATTEMPT, attempt.to_string())
                 .header(
                     headers::RETRY_DUE,

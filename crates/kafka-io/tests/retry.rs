@@ -183,6 +183,16 @@ async fn transient_failures_go_round_the_retry_topics_and_never_hold_the_partiti
                 .parse()
                 .expect("number");
             assert_eq!(header(m, headers::RETRY_ATTEMPT), Some(level.to_string()));
+            assert_eq!(
+                header(m, headers::ERROR),
+                Some(format!("record {n} refused for now")),
+                "the last error"
+            );
+            assert_eq!(header(m, headers::STAGE), Some("flaky".into()));
+            let first: i64 = header(m, headers::RETRY_FIRST_FAILURE)
+                .expect("first failure")
+                .parse()
+                .expect("ms");
             assert_eq!(header(m, headers::ORIGIN_TOPIC), Some(input.clone()));
             assert_eq!(
                 header(m, headers::ORIGIN_PARTITION),
@@ -204,6 +214,7 @@ async fn transient_failures_go_round_the_retry_topics_and_never_hold_the_partiti
                 .parse()
                 .expect("ms");
             let last = history.last().expect("an attempt").at;
+            assert_eq!(first, history[0].at, "the first failure's time");
             assert_eq!(
                 due - last,
                 delays[level as usize - 1].as_millis() as i64,

@@ -705,10 +705,10 @@ fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
 
 /// Scenario 11: non-blocking retries (`--retry-delays`). A trigger makes
 /// the store refuse one good record in ten with `55P03` (lock not
-/// available: transient) while a fault flag is on, and one in a hundred
-/// always. The input's commits must reach its end while the fault is on
-/// (nothing holds a partition behind a refused record); the fault then
-/// goes off. In the end every good record is stored exactly once (the
+/// available: transient) while a fault flag is on (20 s, or until the
+/// input is committed if that takes longer), and one in a hundred always.
+/// The input's commits must reach its end while the fault is on (nothing
+/// holds a partition behind a refused record); the fault then goes off. In the end every good record is stored exactly once (the
 /// refused-for-a-while ones through the retry topics, under their first
 /// reading's origin) or, for the always-refused, dead-lettered after the
 /// last level with the history of its four attempts; the output topic has
@@ -762,7 +762,9 @@ fn non_blocking_retries_store_each_record_once_and_never_stall_a_partition() {
     let delays = format!("1s,2s,{last}");
     let http = free_local_address();
     let (child, log) = p.spawn(&["--retry-delays", &delays, "--http", &http]);
-    // The partitions move on while the refused records are refused.
+    // The partitions move on while the refused records are refused; the
+    // fault stays on for 20 s at least.
+    let fault_on = Instant::now();
     p.wait_committed_all(&log);
     let stored_then = p.stored();
     let refused_at: BTreeSet<(i32, i64)> = p
@@ -776,7 +778,16 @@ fn non_blocking_retries_store_each_record_once_and_never_stall_a_partition() {
         stored_then.is_disjoint(&refused_at),
         "a refused record was stored while the fault was on"
     );
+    let committed_after = fault_on.elapsed();
+    while fault_on.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     psql(&format!("UPDATE {t}_fault SET active = false"));
+    println!(
+        "non-blocking retries: the input committed to its end {:.1} s into the fault, which lasted {:.1} s",
+        committed_after.as_secs_f64(),
+        fault_on.elapsed().as_secs_f64()
+    );
     // Every record stored or dead-lettered (from the table and the topic).
     p.wait_stored(&log);
     let want_dead = p.to_dead_letter();
