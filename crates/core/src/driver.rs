@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::{Ack, DropReason, Origin};
 use crate::envelope::Envelope;
-use crate::error::{BoxError, FailureKind, Fatal, GraphError, ItemError, Transient, panic_message};
+use crate::error::{
+    BoxError, FailureKind, Fatal, GraphError, ItemError, Panicked, Transient, panic_message,
+};
 use crate::graph::{BatchConfig, DeadLetter, Order};
 use crate::mailbox::{Receiver, Release, Slot};
 use crate::metrics::{Clock, Phase, StageMetrics};
@@ -54,11 +56,18 @@ enum Processed<O> {
 }
 
 impl<O> Processed<O> {
-    /// A stage's error: fatal when the stage says so or it is a [`Fatal`];
-    /// marked [`Transient`] when the stage says so.
+    /// A stage's error: a [`Panicked`] is the item's own caught panic (a
+    /// stage that processes several items in one call); otherwise fatal
+    /// when the stage says so or it is a [`Fatal`], marked [`Transient`]
+    /// when the stage says so.
     fn from_error(boxed: BoxError, fatal: bool, transient: bool) -> Self {
-        let fatal = fatal || boxed.is::<Fatal>();
-        Processed::Err(mark_transient(boxed, transient), fatal)
+        match boxed.downcast::<Panicked>() {
+            Ok(panic) => Processed::Panic(panic.message().to_string()),
+            Err(boxed) => {
+                let fatal = fatal || boxed.is::<Fatal>();
+                Processed::Err(mark_transient(boxed, transient), fatal)
+            }
+        }
     }
 }
 
@@ -93,6 +102,8 @@ struct Settle<'a, O> {
     pending: VecDeque<(Envelope<O>, Option<Slot>)>,
     release: Release,
     fatal: Option<GraphError>,
+    /// Outputs handed on since the driver last noted it in the metrics.
+    sent: u64,
 }
 
 impl<'a, O: Send + 'static> Settle<'a, O> {
@@ -102,6 +113,15 @@ impl<'a, O: Send + 'static> Settle<'a, O> {
             pending: VecDeque::new(),
             release: Release::default(),
             fatal: None,
+            sent: 0,
+        }
+    }
+
+    /// Notes in the metrics that outputs left at `at` (the time of the lap
+    /// that closed the flush), if any did since the last note.
+    fn note_sent(&mut self, at: std::time::Instant) {
+        if std::mem::take(&mut self.sent) > 0 {
+            self.cx.metrics.note_out(at);
         }
     }
 
@@ -211,6 +231,7 @@ impl<'a, O: Send + 'static> Settle<'a, O> {
             .await;
         let left = self.pending.len() as u64;
         StageMetrics::add(&self.cx.metrics.items_out, n - left);
+        self.sent += n - left;
         match result {
             Ok(()) => true,
             Err(stop) => {
@@ -295,6 +316,7 @@ pub(crate) async fn run_sequential<S: Stage>(
         if !got {
             break;
         }
+        m.note_first_in(clock.phase_start());
         m.items_in
             .fetch_add(batch.len() as u64, AtomicOrdering::Relaxed);
         let mut items = batch.drain(..);
@@ -332,6 +354,7 @@ pub(crate) async fn run_sequential<S: Stage>(
                             settle.flush(&outlet, &mut rel).await
                         };
                         clock.lap(Phase::Blocked, Phase::Busy);
+                        settle.note_sent(clock.phase_start());
                         if alive {
                             tokio::select! {
                                 biased;
@@ -362,7 +385,8 @@ pub(crate) async fn run_sequential<S: Stage>(
             if let Some(started) = waited_since {
                 // Busy time excludes the flush; latency is the item's wall time.
                 clock.lap(Phase::Busy, Phase::Busy);
-                m.latency.record(started.elapsed());
+                m.latency
+                    .record(clock.phase_start().saturating_duration_since(started));
             }
             let processed = classify(stage.as_ref(), result);
             settle.settle(processed, ack, slot).await;
@@ -381,6 +405,7 @@ pub(crate) async fn run_sequential<S: Stage>(
             settle.flush(&outlet, &mut rel).await
         };
         clock.lap(Phase::Blocked, Phase::Idle);
+        settle.note_sent(clock.phase_start());
         if !alive || settle.fatal.is_some() {
             abandon_mailbox(&mut rx, &cx);
             break;
@@ -428,7 +453,8 @@ pub(crate) async fn run_concurrent<S: Stage>(
 
     let m = cx.metrics.clone();
     let mut settle = Settle::new(&cx);
-    let mut clock = Clock::start(m.clone(), Phase::Idle);
+    // Opened busy: the loop's first lap opens the wait.
+    let mut clock = Clock::start(m.clone(), Phase::Busy);
     let mut unordered: FuturesUnordered<
         futures::future::BoxFuture<'static, Joined<S::Out, S::Error>>,
     > = FuturesUnordered::new();
@@ -466,7 +492,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
         in_flight.insert(
             seq,
             InFlight {
-                started: std::time::Instant::now(),
+                started: crate::metrics::now(),
                 ack,
                 slot,
                 key,
@@ -489,13 +515,9 @@ pub(crate) async fn run_concurrent<S: Stage>(
         if closed && running == 0 {
             break;
         }
-        // Waiting with items in flight is busy; with none, idle.
-        let waiting = if running > 0 {
-            Phase::Busy
-        } else {
-            Phase::Idle
-        };
-        clock.switch(waiting);
+        // Waiting with items in flight is busy in their share of the
+        // concurrency (utilisation); with none, idle.
+        let waiting = clock.lap_in_flight(Phase::Busy, running);
         enum Event<T> {
             Done(T),
             Received(bool),
@@ -516,6 +538,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
             }
             Event::Received(false) => closed = true,
             Event::Received(true) => {
+                m.note_first_in(clock.phase_start());
                 m.items_in
                     .fetch_add(buf.len() as u64, AtomicOrdering::Relaxed);
                 for (env, slot) in buf.drain(..) {
@@ -552,7 +575,11 @@ pub(crate) async fn run_concurrent<S: Stage>(
                     Err(_) => Err(Box::new("task cancelled") as Box<dyn std::any::Any + Send>),
                 };
                 // Latency here is from spawn to the completion being seen.
-                m.latency.record(flight.started.elapsed());
+                m.latency.record(
+                    clock
+                        .phase_start()
+                        .saturating_duration_since(flight.started),
+                );
                 let processed = classify(stage.as_ref(), result);
                 settle.settle(processed, flight.ack, flight.slot).await;
                 if let Some(k) = flight.key {
@@ -585,6 +612,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
                     settle.flush(&outlet, &mut rel).await
                 };
                 clock.lap(Phase::Blocked, Phase::Busy);
+                settle.note_sent(clock.phase_start());
                 if !alive || settle.fatal.is_some() {
                     abandoned = true;
                     break;
@@ -688,6 +716,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
             break;
         }
         clock.lap(Phase::Idle, Phase::Busy);
+        m.note_first_in(clock.phase_start());
         let n = buf.len();
         m.items_in.fetch_add(n as u64, AtomicOrdering::Relaxed);
         let mut payloads = Vec::with_capacity(n);
@@ -770,6 +799,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
             settle.flush(&outlet, &mut rel).await
         };
         clock.lap(Phase::Blocked, Phase::Idle);
+        settle.note_sent(clock.phase_start());
         if !alive || settle.fatal.is_some() {
             abandon_mailbox(&mut rx, &cx);
             break;

@@ -191,6 +191,33 @@ impl Transient {
     }
 }
 
+/// A panic caught while processing one item, as that item's error.
+///
+/// A stage that processes several items in one call (a batch stage,
+/// [`blocking_batch`](crate::blocking_batch)) catches each item's panic and
+/// returns it as this error for that item alone: the runtime then counts it
+/// as a panic and fails the item with [`FailureKind::Panic`] and the panic's
+/// message, as it does for a stage that panics on one item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Panicked {
+    message: String,
+}
+
+impl Panicked {
+    /// A panic with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Panicked {
+            message: message.into(),
+        }
+    }
+
+    /// The panic's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 /// Errors building, starting or running a graph.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

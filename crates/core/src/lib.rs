@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ack;
+mod blocking;
 mod driver;
 pub mod envelope;
 pub mod error;
@@ -39,7 +40,7 @@ pub mod testing;
 
 pub use ack::{Ack, AckReceiver, DropReason, IgnoreAcks, Origin, Outcome};
 pub use envelope::Envelope;
-pub use error::{BoxError, FailureKind, Fatal, GraphError, ItemError, Transient};
+pub use error::{BoxError, FailureKind, Fatal, GraphError, ItemError, Panicked, Transient};
 pub use graph::{
     BatchConfig, BatchSpec, DeadLetter, Graph, GraphBuilder, Order, Report, RunningGraph,
     StageSpec, Stream,
@@ -49,7 +50,7 @@ pub use mailbox::Overflow;
 pub use metrics::{Bottleneck, Metrics, Snapshot};
 pub use source::{EmitError, EmitPermit, EmitStop, Source, SourceContext};
 pub use stage::{
-    BatchStage, Outputs, Stage, blocking, blocking_shared, filter, flat_map, map, sink, then,
-    try_map,
+    BatchStage, Outputs, Stage, blocking, blocking_batch, blocking_shared, filter, flat_map, map,
+    sink, then, try_map,
 };
 pub use tokio_util::sync::CancellationToken;

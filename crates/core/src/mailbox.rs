@@ -704,6 +704,46 @@ impl<T> Sender<T> {
         Ok(release)
     }
 
+    /// Moves as many envelopes from the front of `items` as fit (or as the
+    /// policy accepts), under one lock, with one wake-up of the stage.
+    /// Returns how many it moved.
+    pub(crate) fn try_push_front(
+        &self,
+        items: &mut VecDeque<Envelope<T>>,
+    ) -> Result<usize, Closed> {
+        let mut dropped = Vec::new();
+        let mut moved = 0u64;
+        let before = items.len();
+        {
+            let mut st = self.shared.lock();
+            if !st.rx_alive {
+                return Err(Closed);
+            }
+            while let Some(env) = items.pop_front() {
+                let weight = self.shared.weigh(&env);
+                match self.shared.push_locked(&mut st, env, weight, &mut dropped) {
+                    Ok(queued) => moved += u64::from(queued),
+                    Err(env) => {
+                        items.push_front(env);
+                        break;
+                    }
+                }
+            }
+            if items.len() < before {
+                self.shared.publish_depth(&st);
+            }
+        }
+        if moved > 0 {
+            self.shared
+                .stats
+                .accepted
+                .fetch_add(moved, Ordering::Relaxed);
+            self.shared.not_empty.notify_one();
+        }
+        self.shared.resolve_dropped(dropped);
+        Ok(before - items.len())
+    }
+
     /// The weight of `env` under this mailbox's byte budget (0 without one).
     pub(crate) fn weight_of(&self, env: &Envelope<T>) -> usize {
         self.shared.weigh(env)

@@ -8,6 +8,22 @@
 //! phase it is in and since when, so a snapshot counts the phase still open:
 //! a stage stuck for minutes on one call shows as busy for those minutes, not
 //! as doing nothing.
+//!
+//! # Stages with a concurrency above one
+//!
+//! Busy is utilisation: while such a stage waits for its items in flight,
+//! each moment counts as busy in the share `in flight / concurrency` and as
+//! idle in the rest, so a sink allowed 1,024 deliveries at once with 81 in
+//! flight is 8% busy, not busy because at least one is. The time its own
+//! task spends between waits (taking input, starting items, settling
+//! results) counts as fully busy: meanwhile it can take nothing more.
+//!
+//! # The clock
+//!
+//! Time is read from Tokio's clock ([`tokio::time::Instant`]), which is the
+//! system's monotonic clock except in a runtime whose time is paused (tests
+//! with `start_paused`): there a stage sleeping 10 ms per item is busy for
+//! those virtual milliseconds, so splits and bottlenecks are deterministic.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
@@ -94,12 +110,24 @@ pub enum NodeKind {
     DeadLetter,
 }
 
+/// The metrics clock: Tokio's (paused in tests that pause time), else the
+/// system's monotonic clock.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The live counters of one node.
 #[derive(Debug)]
 pub struct StageMetrics {
     pub(crate) name: Arc<str>,
     pub(crate) kind: NodeKind,
     pub(crate) concurrency: usize,
+    /// When the node first took an item in (emitted one, for a source), in
+    /// nanoseconds since `epoch` plus one; 0 before that.
+    first_in: AtomicU64,
+    /// When the node last handed items on (delivered them, for a sink), in
+    /// nanoseconds since `epoch` plus one; 0 before that.
+    last_out: AtomicU64,
     /// Envelopes taken from the mailbox (or created, for a source).
     pub(crate) items_in: AtomicU64,
     /// Envelopes emitted downstream (or delivered, for a sink).
@@ -120,6 +148,9 @@ pub struct StageMetrics {
     /// nanoseconds since `epoch` below. Written with the time counters under
     /// `seq`.
     open: AtomicU64,
+    /// Of a busy open phase, the items in flight (at most `concurrency`):
+    /// that share of it is busy, the rest idle. Written under `seq`.
+    open_level: AtomicU64,
     /// Sequence lock over the time counters and `open`: odd while the node's
     /// one [`Clock`] writes them, so a reader can take a consistent cut.
     seq: AtomicU64,
@@ -136,6 +167,8 @@ impl StageMetrics {
             name,
             kind,
             concurrency,
+            first_in: AtomicU64::new(0),
+            last_out: AtomicU64::new(0),
             items_in: AtomicU64::new(0),
             items_out: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
@@ -147,8 +180,9 @@ impl StageMetrics {
             idle_ns: AtomicU64::new(0),
             latency: Histogram::default(),
             open: AtomicU64::new(CLOSED),
+            open_level: AtomicU64::new(0),
             seq: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch: now(),
             reported: Default::default(),
         }
     }
@@ -158,6 +192,64 @@ impl StageMetrics {
             Phase::Busy => &self.busy_ns,
             Phase::Blocked => &self.blocked_ns,
             Phase::Idle => &self.idle_ns,
+        }
+    }
+
+    /// The items this node may have in flight at once (at least 1).
+    fn limit(&self) -> u64 {
+        self.concurrency.max(1) as u64
+    }
+
+    /// Of `ns` spent busy with `level` items in flight, the busy share; the
+    /// rest is idle.
+    fn busy_share(&self, ns: u64, level: u64) -> u64 {
+        let limit = self.limit();
+        if level >= limit {
+            ns
+        } else {
+            (u128::from(ns) * u128::from(level) / u128::from(limit)) as u64
+        }
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// Notes `at` as when the node first took an item in, unless it had.
+    pub(crate) fn note_first_in(&self, at: Instant) {
+        if self.first_in.load(Ordering::Relaxed) == 0 {
+            let _ = self.first_in.compare_exchange(
+                0,
+                self.since_epoch(at) + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Notes now as when the node first took an item in, unless it had
+    /// (the clock is read only the first time).
+    pub(crate) fn note_first_in_now(&self) {
+        if self.first_in.load(Ordering::Relaxed) == 0 {
+            self.note_first_in(now());
+        }
+    }
+
+    /// Notes `at` as the last time the node handed items on.
+    pub(crate) fn note_out(&self, at: Instant) {
+        self.last_out
+            .fetch_max(self.since_epoch(at) + 1, Ordering::Relaxed);
+    }
+
+    /// A stamp (`first_in`, `last_out`) as nanoseconds since `started`.
+    fn stamp_since(&self, stamp: &AtomicU64, started: Instant) -> Option<u64> {
+        match stamp.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(
+                (self.epoch + Duration::from_nanos(ns - 1))
+                    .saturating_duration_since(started)
+                    .as_nanos() as u64,
+            ),
         }
     }
 
@@ -182,16 +274,24 @@ impl StageMetrics {
             }
             let time = closed();
             let open = self.open.load(Ordering::Relaxed);
-            let now = self.epoch.elapsed().as_nanos() as u64;
+            let level = self.open_level.load(Ordering::Relaxed);
+            let now = self.since_epoch(now());
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == s1 {
-                cut = Some((time, open, now));
+                cut = Some((time, open, level, now));
                 break;
             }
         }
-        let (mut time, open, now) = cut.unwrap_or_else(|| (closed(), CLOSED, 0));
+        let (mut time, open, level, now) = cut.unwrap_or_else(|| (closed(), CLOSED, 0, 0));
         if let Some((phase, since)) = unpack(open) {
-            time[phase as usize] += now.saturating_sub(since);
+            let elapsed = now.saturating_sub(since);
+            if phase == Phase::Busy {
+                let busy = self.busy_share(elapsed, level);
+                time[Phase::Busy as usize] += busy;
+                time[Phase::Idle as usize] += elapsed - busy;
+            } else {
+                time[phase as usize] += elapsed;
+            }
         }
         for (t, reported) in time.iter_mut().zip(&self.reported) {
             *t = reported.fetch_max(*t, Ordering::Relaxed).max(*t);
@@ -239,21 +339,29 @@ fn unpack(open: u64) -> Option<(Phase, u64)> {
 /// Attributes elapsed time to busy, blocked or idle with one clock read per
 /// phase change, and publishes the open phase for snapshots. A node has one
 /// clock (the counters' only writer); dropping it closes the open phase.
+///
+/// A busy phase has a level, the items in flight: a stage with a
+/// concurrency above one is busy in the share `level / concurrency` of
+/// it and idle in the rest ([`Clock::lap_in_flight`]). Every other
+/// busy phase is at the full level.
 #[derive(Debug)]
 pub(crate) struct Clock {
     metrics: Arc<StageMetrics>,
     last: Instant,
     phase: Phase,
+    level: u64,
 }
 
 impl Clock {
     pub(crate) fn start(metrics: Arc<StageMetrics>, phase: Phase) -> Self {
+        let level = metrics.limit();
         let clock = Clock {
             metrics,
-            last: Instant::now(),
+            last: now(),
             phase,
+            level,
         };
-        clock.publish(false, Some(phase));
+        clock.publish(false, Some((phase, level)));
         clock
     }
 
@@ -267,22 +375,46 @@ impl Clock {
     /// counter, and opens `next`; returns the ended phase's length.
     pub(crate) fn lap(&mut self, ended: Phase, next: Phase) -> Duration {
         debug_assert_eq!(ended, self.phase, "clock lap ends a phase that is not open");
-        let (now, d) = self.publish(true, Some(next));
+        let full = self.metrics.limit();
+        let (now, d) = self.publish(true, Some((next, full)));
         self.last = now;
         self.phase = next;
+        self.level = full;
         d
     }
 
-    /// Ends the open phase, whichever it is, and opens `phase`. The time so
-    /// far stays with the phase that was open: a snapshot may already have
-    /// counted it there, and moving it afterwards would count it twice (the
-    /// reported values never go back).
+    /// Ends the open phase, whichever it is, and opens `phase` (busy at the
+    /// full level). The time so far stays with the phase that was open: a
+    /// snapshot may already have counted it there, and moving it afterwards
+    /// would count it twice (the reported values never go back).
     pub(crate) fn switch(&mut self, phase: Phase) {
-        if phase != self.phase {
-            let (now, _) = self.publish(true, Some(phase));
+        let full = self.metrics.limit();
+        if phase != self.phase || self.level != full {
+            let (now, _) = self.publish(true, Some((phase, full)));
             self.last = now;
             self.phase = phase;
+            self.level = full;
         }
+    }
+
+    /// Ends the current phase (as [`Clock::lap`] does) and opens the wait
+    /// of a stage with `in_flight` items in flight: idle with none, else
+    /// busy in the share `in_flight / concurrency` (idle in the rest).
+    /// Returns the phase opened, for the lap that ends it.
+    pub(crate) fn lap_in_flight(&mut self, ended: Phase, in_flight: usize) -> Phase {
+        debug_assert_eq!(ended, self.phase, "clock lap ends a phase that is not open");
+        let limit = self.metrics.limit();
+        let level = (in_flight as u64).min(limit);
+        let (phase, level) = if level == 0 {
+            (Phase::Idle, limit)
+        } else {
+            (Phase::Busy, level)
+        };
+        let (now, _) = self.publish(true, Some((phase, level)));
+        self.last = now;
+        self.phase = phase;
+        self.level = level;
+        phase
     }
 
     /// The one writer's side of the sequence lock. With `close`, reads the
@@ -290,28 +422,39 @@ impl Clock {
     /// `next` as open since that time (or no open phase). The time is read
     /// inside the lock, so no reader can have counted the open phase past
     /// the moment the writer closes it.
-    fn publish(&self, close: bool, next: Option<Phase>) -> (Instant, Duration) {
+    fn publish(&self, close: bool, next: Option<(Phase, u64)>) -> (Instant, Duration) {
         let m = &*self.metrics;
         let s = m.seq.load(Ordering::Relaxed);
         debug_assert!(s & 1 == 0, "two clocks write one node's metrics");
         m.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         let (now, d) = if close {
-            let now = Instant::now();
+            let now = now();
             let d = now.saturating_duration_since(self.last);
+            let ns = d.as_nanos() as u64;
             // The only writer: no read-modify-write needed.
-            let counter = m.phase_counter(self.phase);
-            let total = counter.load(Ordering::Relaxed) + d.as_nanos() as u64;
-            counter.store(total, Ordering::Relaxed);
+            let add = |counter: &AtomicU64, n: u64| {
+                counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            };
+            if self.phase == Phase::Busy {
+                let busy = m.busy_share(ns, self.level);
+                add(&m.busy_ns, busy);
+                if busy < ns {
+                    add(&m.idle_ns, ns - busy);
+                }
+            } else {
+                add(m.phase_counter(self.phase), ns);
+            }
             (now, d)
         } else {
             (self.last, Duration::ZERO)
         };
-        let open = next.map_or(CLOSED, |phase| {
+        let (open, level) = next.map_or((CLOSED, 0), |(phase, level)| {
             let since = now.saturating_duration_since(m.epoch).as_nanos() as u64;
-            ((phase as u64) << 62) | (since & SINCE_MASK)
+            (((phase as u64) << 62) | (since & SINCE_MASK), level)
         });
         m.open.store(open, Ordering::Relaxed);
+        m.open_level.store(level, Ordering::Relaxed);
         m.seq.store(s.wrapping_add(2), Ordering::Release);
         (now, d)
     }
@@ -336,7 +479,7 @@ impl Metrics {
     pub(crate) fn new(graph: &str) -> Self {
         Metrics {
             graph: graph.to_string(),
-            started: Mutex::new(Instant::now()),
+            started: Mutex::new(now()),
             stages: Mutex::new(Vec::new()),
             mailboxes: Mutex::new(Vec::new()),
         }
@@ -344,7 +487,7 @@ impl Metrics {
 
     /// Restarts the uptime clock (when the graph starts).
     pub(crate) fn mark_started(&self) {
-        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = now();
     }
 
     pub(crate) fn register_stage(&self, m: Arc<StageMetrics>) {
@@ -364,6 +507,7 @@ impl Metrics {
     /// A consistent-enough copy of every counter (each value is read
     /// atomically; the set is not one atomic cut).
     pub fn snapshot(&self) -> Snapshot {
+        let started = *self.started.lock().unwrap_or_else(|e| e.into_inner());
         let stages = self
             .stages
             .lock()
@@ -385,6 +529,8 @@ impl Metrics {
                     blocked_ns,
                     idle_ns,
                     latency: m.latency.snapshot(),
+                    first_in_ns: m.stamp_since(&m.first_in, started),
+                    last_out_ns: m.stamp_since(&m.last_out, started),
                 }
             })
             .collect();
@@ -408,12 +554,7 @@ impl Metrics {
             .collect();
         Snapshot {
             graph: self.graph.clone(),
-            uptime_ns: self
-                .started
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .elapsed()
-                .as_nanos() as u64,
+            uptime_ns: now().saturating_duration_since(started).as_nanos() as u64,
             stages,
             mailboxes,
         }
@@ -485,6 +626,15 @@ pub struct StageSnapshot {
     pub idle_ns: u64,
     /// Processing latency per item (per batch, for batch stages).
     pub latency: HistogramSnapshot,
+    /// When the node first took an item in (emitted one, for a source), in
+    /// nanoseconds since the graph started; `None` before.
+    #[serde(default)]
+    pub first_in_ns: Option<u64>,
+    /// When the node last handed items on (delivered them, for a sink), in
+    /// nanoseconds since the graph started; `None` before. Not kept for
+    /// sources.
+    #[serde(default)]
+    pub last_out_ns: Option<u64>,
 }
 
 impl StageSnapshot {
@@ -554,14 +704,16 @@ pub struct Snapshot {
 pub struct Bottleneck {
     /// The stage's name.
     pub stage: String,
-    /// Its busy fraction over the period.
+    /// Its busy fraction over the period (utilisation, for a stage with a
+    /// concurrency above one).
     pub busy: f64,
     /// Its blocked fraction over the period.
     pub blocked: f64,
 }
 
 /// A stage blocked more than this fraction of its time is waiting on
-/// something downstream, so it is not the bottleneck.
+/// something downstream, so it is not the bottleneck; a stage whose
+/// upstream is blocked more than this is holding that upstream back.
 const BLOCKED_LIMIT: f64 = 0.1;
 
 impl Snapshot {
@@ -576,24 +728,69 @@ impl Snapshot {
     }
 
     /// The bottleneck over the period since `before` (or since the start):
-    /// the busiest stage that is not itself blocked on its downstream. Sources
-    /// are excluded (a source is never the bottleneck of the pipeline it
-    /// feeds). `None` when no stage did any work in the period.
+    /// the stage that is saturated while the stage before it is blocked on
+    /// it.
+    ///
+    /// A candidate is a stage (sources excluded: a source is never the
+    /// bottleneck of the pipeline it feeds) that did some work and is
+    /// blocked less than 10% of the period (a stage waiting on its
+    /// downstream is not what holds the pipeline back). Of the candidates
+    /// whose upstream (a node sending into their mailbox) was blocked 10%
+    /// of the period or more, the busiest is the bottleneck; busy is
+    /// utilisation for a stage with a concurrency above one (see the
+    /// [module docs](self)). When no candidate holds its upstream back (the
+    /// pipeline keeps up with its input), the busiest candidate is named.
+    /// `None` when no stage did any work in the period.
     pub fn bottleneck(&self, before: Option<&Snapshot>) -> Option<Bottleneck> {
-        self.stages
+        let split = |s: &StageSnapshot| s.time_split(before.and_then(|b| b.stage(&s.name)));
+        let holds_back = |stage: &str| {
+            self.mailbox(stage).is_some_and(|m| {
+                m.from
+                    .iter()
+                    .any(|up| self.stage(up).is_some_and(|u| split(u).1 >= BLOCKED_LIMIT))
+            })
+        };
+        let candidates: Vec<(Bottleneck, bool)> = self
+            .stages
             .iter()
             .filter(|s| s.kind != NodeKind::Source)
-            .map(|s| {
-                let prev = before.and_then(|b| b.stage(&s.name));
-                let (busy, blocked, _) = s.time_split(prev);
-                Bottleneck {
-                    stage: s.name.clone(),
-                    busy,
-                    blocked,
-                }
+            .filter_map(|s| {
+                let (busy, blocked, _) = split(s);
+                (busy > 0.0 && blocked < BLOCKED_LIMIT).then(|| {
+                    let b = Bottleneck {
+                        stage: s.name.clone(),
+                        busy,
+                        blocked,
+                    };
+                    (b, holds_back(&s.name))
+                })
             })
-            .filter(|b| b.busy > 0.0 && b.blocked < BLOCKED_LIMIT)
-            .max_by(|a, b| a.busy.total_cmp(&b.busy))
+            .collect();
+        let busiest = |pressed_only: bool| {
+            candidates
+                .iter()
+                .filter(|(_, pressed)| *pressed || !pressed_only)
+                .max_by(|a, b| a.0.busy.total_cmp(&b.0.busy))
+                .map(|(b, _)| b.clone())
+        };
+        busiest(true).or_else(|| busiest(false))
+    }
+
+    /// When the graph did its work: from the first item a source emitted to
+    /// the last time any node handed items on (delivered them, for a sink),
+    /// in nanoseconds since the graph started. `None` until a source has
+    /// emitted and some node has handed an item on. A run's throughput over
+    /// this period leaves out the start (a Kafka consumer joining its group,
+    /// say) and the time after the last item.
+    pub fn active_ns(&self) -> Option<(u64, u64)> {
+        let first = self
+            .stages
+            .iter()
+            .filter(|s| s.kind == NodeKind::Source)
+            .filter_map(|s| s.first_in_ns)
+            .min()?;
+        let last = self.stages.iter().filter_map(|s| s.last_out_ns).max()?;
+        Some((first, last.max(first)))
     }
 
     /// Renders the snapshot in the Prometheus text exposition format.

@@ -128,6 +128,7 @@ impl<T> EmitPermit<T> {
     /// Hands `env` to the graph, into the reserved room.
     pub fn send(self, env: Envelope<T>) {
         self.permit.send(env);
+        self.metrics.note_first_in_now();
         self.metrics.items_in.fetch_add(1, Ordering::Relaxed);
         self.metrics.items_out.fetch_add(1, Ordering::Relaxed);
     }
@@ -298,8 +299,15 @@ impl<T: Send + 'static> SourceContext<T> {
     }
 
     fn count_one(&self) {
-        self.metrics.items_in.fetch_add(1, Ordering::Relaxed);
-        self.metrics.items_out.fetch_add(1, Ordering::Relaxed);
+        self.count(1);
+    }
+
+    fn count(&self, n: u64) {
+        if n > 0 {
+            self.metrics.note_first_in_now();
+            self.metrics.items_in.fetch_add(n, Ordering::Relaxed);
+            self.metrics.items_out.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Hands a batch of envelopes to the graph, in order, waiting for room;
@@ -330,10 +338,7 @@ impl<T: Send + 'static> SourceContext<T> {
         self.clock.lap(Phase::Blocked, Phase::Busy);
         let left = pending.len() as u64;
         batch.extend(pending.into_iter().map(|(e, _)| e));
-        self.metrics.items_in.fetch_add(n - left, Ordering::Relaxed);
-        self.metrics
-            .items_out
-            .fetch_add(n - left, Ordering::Relaxed);
+        self.count(n - left);
         result.map_err(|stop| match stop {
             FlushStop::Closed => EmitStop::Closed,
             FlushStop::Abandoned => EmitStop::Abandoned,
@@ -352,6 +357,43 @@ impl<T: Send + 'static> SourceContext<T> {
         self.outlet.try_send(env)?;
         self.count_one();
         Ok(())
+    }
+
+    /// Hands as many envelopes from the front of `batch` to the graph as
+    /// there is room for now, in order, without waiting; usable from any
+    /// thread. Into one mailbox it moves them under one lock, with one
+    /// wake-up of the stage (one [`try_emit`](Self::try_emit) each costs a
+    /// lock and a wake-up per envelope). Returns how many it took; the rest
+    /// stay in `batch`.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitStop::Closed`] when the graph is gone; `batch` then holds
+    /// every envelope not taken, for the source to resolve.
+    pub fn try_emit_batch(&mut self, batch: &mut VecDeque<Envelope<T>>) -> Result<usize, EmitStop> {
+        let before = batch.len();
+        let result = match &self.outlet {
+            Outlet::Mailbox(tx) => tx.try_push_front(batch).map(|_| ()),
+            outlet => loop {
+                let Some(env) = batch.pop_front() else {
+                    break Ok(());
+                };
+                match outlet.try_send(env) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(env)) => {
+                        batch.push_front(env);
+                        break Ok(());
+                    }
+                    Err(TrySendError::Closed(env)) => {
+                        batch.push_front(env);
+                        break Err(crate::mailbox::Closed);
+                    }
+                }
+            },
+        };
+        let taken = before - batch.len();
+        self.count(taken as u64);
+        result.map(|()| taken).map_err(|_| EmitStop::Closed)
     }
 
     /// Whether the shutdown deadline has passed: give up waiting for

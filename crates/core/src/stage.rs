@@ -3,8 +3,9 @@
 //! [`Stage`] is the core trait: an async `process` from one input to zero or
 //! more outputs. [`BatchStage`] receives batches gathered by the runtime.
 //! Most stages are built with the adapters: [`map`], [`filter`],
-//! [`flat_map`], [`try_map`], [`then`] (async closures), [`blocking`] (CPU
-//! work on the blocking pool) and [`sink`].
+//! [`flat_map`], [`try_map`], [`then`] (async closures), [`blocking`] and
+//! [`blocking_batch`] (CPU work on the blocking pool, one item or one batch
+//! per hop) and [`sink`].
 //!
 //! Stages take `&self` so that one instance can process several items at
 //! once (see [`StageSpec::concurrency`](crate::StageSpec::concurrency));
@@ -12,12 +13,11 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
 
 use crate::ack::Origin;
 use crate::error::BoxError;
+
+pub use crate::blocking::{Blocking, BlockingBatch, blocking, blocking_batch, blocking_shared};
 
 /// What one input produced: nothing, one output, or several.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,75 +437,5 @@ where
 
     async fn process(&self, input: T, _origin: &Origin) -> Result<Outputs<()>, E> {
         (self.f)(input).await.map(Outputs::one)
-    }
-}
-
-/// CPU-heavy work on Tokio's blocking pool, bounded. See [`blocking`].
-pub struct Blocking<F, I, O, E> {
-    f: Arc<F>,
-    permits: Arc<Semaphore>,
-    _types: PhantomData<fn(I) -> Result<O, E>>,
-}
-
-/// A stage that runs `f` on the blocking thread pool (`spawn_blocking`) so
-/// CPU work never stalls the async workers, with at most `max_in_flight`
-/// calls running at once.
-///
-/// # Backpressure
-///
-/// A bare `spawn_blocking` per message queues without bound inside Tokio;
-/// here a call waits for a permit first, so the stage's input backs up
-/// instead. Give the stage a [`concurrency`](crate::StageSpec::concurrency)
-/// of at least `max_in_flight` so that many run in parallel; use
-/// [`blocking_shared`] to share one budget between several stages.
-///
-/// # Panics
-///
-/// A panic in `f` fails that item like any stage panic.
-pub fn blocking<I, O, E, F>(max_in_flight: usize, f: F) -> Blocking<F, I, O, E>
-where
-    F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
-{
-    blocking_shared(Arc::new(Semaphore::new(max_in_flight.max(1))), f)
-}
-
-/// Like [`blocking`], drawing permits from a semaphore shared with other stages.
-pub fn blocking_shared<I, O, E, F>(permits: Arc<Semaphore>, f: F) -> Blocking<F, I, O, E>
-where
-    F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
-{
-    Blocking {
-        f: Arc::new(f),
-        permits,
-        _types: PhantomData,
-    }
-}
-
-impl<I, O, E, F> Stage for Blocking<F, I, O, E>
-where
-    I: Send + 'static,
-    O: Send + 'static,
-    E: Into<BoxError> + Send + 'static,
-    F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
-{
-    type In = I;
-    type Out = O;
-    type Error = E;
-
-    async fn process(&self, input: I, _origin: &Origin) -> Result<Outputs<O>, E> {
-        // The semaphore is never closed, so acquiring cannot fail.
-        let permit = self.permits.clone().acquire_owned().await;
-        let f = self.f.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f(input)
-        })
-        .await;
-        match joined {
-            Ok(result) => result.map(Outputs::one),
-            // Re-raise the panic here so the runtime fails this item with its message.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => panic!("blocking task cancelled: the runtime is shutting down"),
-        }
     }
 }

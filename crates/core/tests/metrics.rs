@@ -225,3 +225,217 @@ async fn a_stuck_stage_is_the_bottleneck_while_it_is_stuck() {
     // Every phase is closed: the counters are final.
     assert_eq!(times(&ended), times(&metrics.snapshot()));
 }
+
+/// A stage that sleeps `ms` milliseconds per item (on the paused clock,
+/// virtual ones) and hands it on.
+fn sleeper(ms: u64) -> impl sluicegate_core::Stage<In = u64, Out = u64> {
+    then(move |x: u64| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, std::convert::Infallible>(x)
+    })
+}
+
+/// A sink that sleeps `ms` milliseconds per item (a delivery awaited).
+fn slow_sink(ms: u64) -> impl sluicegate_core::Stage<In = u64, Out = ()> {
+    sluicegate_core::sink(move |_: u64| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, std::convert::Infallible>(())
+    })
+}
+
+async fn run_to_end(g: sluicegate_core::GraphBuilder) -> Snapshot {
+    let graph = g.build().expect("valid");
+    let metrics = graph.metrics().clone();
+    let report = within(
+        LIMIT,
+        "the graph",
+        graph.start().await.expect("starts").wait(),
+    )
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    metrics.snapshot()
+}
+
+/// On the paused clock a stage sleeping 1 ms per item is busy for those
+/// virtual milliseconds: it is the bottleneck and the stage before it is
+/// blocked, exactly (the metrics read Tokio's clock, so the split does not
+/// depend on how fast the machine runs the test).
+#[tokio::test(start_paused = true)]
+async fn a_sequential_slow_stage_is_the_bottleneck_on_the_paused_clock() {
+    let acks = AckLog::new();
+    let mut g = Graph::builder("paused");
+    g.source("src", VecSource::new((0..200u64).collect(), acks.clone()))
+        .via(StageSpec::new("parse", map(|x: u64| x + 1)).capacity(4))
+        .via(StageSpec::new("enrich", sleeper(1)).capacity(4))
+        .to(StageSpec::new("store", CollectSink::new()).capacity(4));
+    let snap = run_to_end(g).await;
+    acks.assert_each_once(200);
+    let b = snap.bottleneck(None).expect("a bottleneck");
+    assert_eq!(b.stage, "enrich", "{b:?}");
+    assert!(b.busy > 0.95, "{b:?}");
+    let (_, parse_blocked, _) = snap.stage("parse").expect("parse").time_split(None);
+    assert!(
+        parse_blocked > 0.9,
+        "parse waits on enrich: {parse_blocked}"
+    );
+    let (store_busy, _, store_idle) = snap.stage("store").expect("store").time_split(None);
+    assert!(
+        store_idle > 0.9,
+        "store waits for input: busy {store_busy}, idle {store_idle}"
+    );
+    // The run took 200 virtual milliseconds of enrich's time, and the
+    // active period covers them.
+    let (first, last) = snap.active_ns().expect("active");
+    assert!(last - first >= 200_000_000, "{first}..{last}");
+}
+
+/// Busy of a stage with a concurrency above one is its utilisation: a sink
+/// allowed 4 items at once, given one item every 10 ms that it works on for
+/// 5 ms, is busy 5/10 × 1/4 = 12.5% of the time (not 50%, the share of the
+/// time it has at least one item in flight), idle the rest.
+#[tokio::test(start_paused = true)]
+async fn busy_of_a_concurrent_stage_is_its_utilisation() {
+    let acks = AckLog::new();
+    let mut g = Graph::builder("utilisation");
+    g.source("src", VecSource::new((0..100u64).collect(), acks.clone()))
+        .via(StageSpec::new("pace", sleeper(10)).capacity(2))
+        .to(StageSpec::new("wide", slow_sink(5))
+            .concurrency(4)
+            .capacity(4));
+    let snap = run_to_end(g).await;
+    acks.assert_each_once(100);
+    let (busy, blocked, idle) = snap.stage("wide").expect("wide").time_split(None);
+    assert!(
+        (0.10..0.15).contains(&busy),
+        "wide: busy {busy}, blocked {blocked}, idle {idle}"
+    );
+    assert!(blocked < 0.01, "wide: blocked {blocked}");
+    let b = snap.bottleneck(None).expect("a bottleneck");
+    assert_eq!(b.stage, "pace", "{b:?}");
+}
+
+/// The issue's live view: a transform with two workers at full use, every
+/// mailbox before it full, and a sink allowed 64 deliveries at once that
+/// always has some in flight. The sink is not the bottleneck (its
+/// utilisation is about 40 of 64 in flight); the transform, saturated while
+/// the stage before it is blocked on it, is.
+async fn a_wide_sink_behind_a_saturated_stage(
+    sleep_transform_ms: u64,
+    sleep_sink_ms: u64,
+    items: u64,
+) -> Snapshot {
+    let acks = AckLog::new();
+    let mut g = Graph::builder("issue");
+    g.source("kafka", VecSource::new((0..items).collect(), acks.clone()))
+        .via(StageSpec::new("decode", map(|x: u64| x)).capacity(8))
+        .via(
+            StageSpec::new("transform", sleeper(sleep_transform_ms))
+                .concurrency(2)
+                .capacity(4),
+        )
+        .to(StageSpec::new("produce", slow_sink(sleep_sink_ms))
+            .concurrency(64)
+            .capacity(128));
+    let snap = run_to_end(g).await;
+    acks.assert_each_once(items as i64);
+    snap
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_saturated_stage_not_the_wide_sink_is_the_bottleneck_on_the_paused_clock() {
+    let snap = a_wide_sink_behind_a_saturated_stage(1, 20, 1_000).await;
+    let b = snap.bottleneck(None).expect("a bottleneck");
+    assert_eq!(b.stage, "transform", "{b:?}");
+    assert!(b.busy > 0.95, "{b:?}");
+    // 2 items per ms through the transform, 20 ms each in the sink: 40 of
+    // 64 in flight.
+    let (busy, _, _) = snap.stage("produce").expect("produce").time_split(None);
+    assert!((0.55..0.7).contains(&busy), "produce utilisation {busy}");
+    let (_, decode_blocked, _) = snap.stage("decode").expect("decode").time_split(None);
+    assert!(
+        decode_blocked > 0.9,
+        "decode waits on the transform: {decode_blocked}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saturated_stage_not_the_wide_sink_is_the_bottleneck_on_the_real_clock() {
+    // Real sleeps: Tokio's timer makes a 2 ms sleep about 2 to 3 ms, a
+    // 20 ms one about 21; the sink has at most about 2 × 21 / 2 = 21 of 64
+    // in flight whatever the jitter.
+    let snap = a_wide_sink_behind_a_saturated_stage(2, 20, 300).await;
+    let b = snap.bottleneck(None).expect("a bottleneck");
+    assert_eq!(b.stage, "transform", "{b:?}");
+    let (busy, _, _) = snap.stage("produce").expect("produce").time_split(None);
+    assert!(busy < 0.6, "produce utilisation {busy}");
+    let (_, decode_blocked, _) = snap.stage("decode").expect("decode").time_split(None);
+    assert!(
+        decode_blocked > 0.5,
+        "decode waits on the transform: {decode_blocked}"
+    );
+}
+
+/// The rule on fixed figures: of the stages not blocked themselves, the
+/// one whose upstream is blocked on it is the bottleneck, even when a stage
+/// after it is busier (here a sink at 70% that keeps up with what it gets);
+/// with no upstream blocked anywhere, the busiest stage is named; with no
+/// work at all, none.
+#[test]
+fn the_bottleneck_is_the_stage_its_upstream_is_blocked_on() {
+    use sluicegate_core::metrics::{HistogramSnapshot, MailboxSnapshot, NodeKind, StageSnapshot};
+    let node = |name: &str, kind: NodeKind, split: [u64; 3]| StageSnapshot {
+        name: name.into(),
+        kind,
+        concurrency: 1,
+        items_in: 1,
+        items_out: 1,
+        filtered: 0,
+        failed: 0,
+        panics: 0,
+        abandoned: 0,
+        busy_ns: split[0],
+        blocked_ns: split[1],
+        idle_ns: split[2],
+        latency: HistogramSnapshot {
+            bounds_us: vec![1],
+            counts: vec![0, 0],
+            sum_ns: 0,
+        },
+        first_in_ns: None,
+        last_out_ns: None,
+    };
+    let mailbox = |stage: &str, from: &str| MailboxSnapshot {
+        stage: stage.into(),
+        from: vec![from.into()],
+        capacity: 8,
+        depth: 0,
+        peak_depth: 0,
+        max_bytes: None,
+        bytes: 0,
+        overflow: sluicegate_core::Overflow::Block,
+        accepted: 0,
+        dropped: 0,
+    };
+    let snap = |a_blocked: u64| Snapshot {
+        graph: "g".into(),
+        uptime_ns: 100,
+        stages: vec![
+            node("src", NodeKind::Source, [10, 90, 0]),
+            node("a", NodeKind::Stage, [100 - a_blocked, a_blocked, 0]),
+            node("b", NodeKind::Stage, [60, 0, 40]),
+            node("c", NodeKind::Sink, [70, 0, 30]),
+        ],
+        mailboxes: vec![mailbox("a", "src"), mailbox("b", "a"), mailbox("c", "b")],
+    };
+    // a is blocked on b: b holds it back, although c is busier.
+    let b = snap(80).bottleneck(None).expect("a bottleneck");
+    assert_eq!((b.stage.as_str(), b.busy), ("b", 0.6), "{b:?}");
+    // Nothing blocked but the source (on a, which is fully busy): a.
+    let b = snap(0).bottleneck(None).expect("a bottleneck");
+    assert_eq!(b.stage, "a", "{b:?}");
+    let mut idle = snap(0);
+    for s in &mut idle.stages {
+        s.busy_ns = 0;
+    }
+    assert_eq!(idle.bottleneck(None), None);
+}

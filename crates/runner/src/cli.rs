@@ -184,13 +184,13 @@ pub struct RunArgs {
     /// Mailbox capacity of validate [default: 256].
     #[arg(long, env = "SLUICEGATE_VALIDATE_CAPACITY", help_heading = "Stages")]
     pub validate_capacity: Option<usize>,
-    /// Mailbox capacity of transform [default: 8 × cores].
+    /// Mailbox capacity of transform; it takes batches of up to half of it [default: 512].
     #[arg(long, env = "SLUICEGATE_TRANSFORM_CAPACITY", help_heading = "Stages")]
     pub transform_capacity: Option<usize>,
     /// Transform workers on the blocking pool [default: cores].
     #[arg(long, env = "SLUICEGATE_TRANSFORM_WORKERS", help_heading = "Stages")]
     pub transform_workers: Option<usize>,
-    /// Output order of transform [default: unordered].
+    /// Output order of transform (it keeps its input order whatever this says).
     #[arg(
         long,
         value_enum,

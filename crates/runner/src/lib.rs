@@ -10,7 +10,8 @@
 //!   them.
 //! - [`pipeline`] builds the reference pipeline (Kafka → decode → validate →
 //!   transform → store and produce, failures to a dead-letter topic);
-//!   [`app::run`] runs it the way `sluicegate run` does.
+//!   [`app::run`] runs it the way `sluicegate run` does; [`transform`] is
+//!   its transform (a batch per hop to the blocking pool).
 //! - [`embedded`] holds the default with no `--brokers`: librdkafka's mock
 //!   cluster in-process, filled with the [`generate`]d stream.
 //! - [`cli`] and [`settings`]: flags (each with an environment variable) and
@@ -35,6 +36,7 @@ pub mod retries;
 pub mod runner;
 pub mod settings;
 pub mod summary;
+pub mod transform;
 pub mod validation;
 pub mod view;
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! kafka (input topic) → decode → validate → transform ─┬→ store   (SQLite / PostgreSQL, batched)
-//!                                (blocking pool)      └→ produce (output topic)
+//!                            (blocking pool, batches) └→ produce (output topic)
 //! any failure ──→ dead_letters (dead-letter topic, headers name the reason)
 //! ```
 //!
@@ -13,8 +13,12 @@
 //! that failed (`path "/amount": keyword minimum: -5 is less than the
 //! minimum of 0`). `transform` pseudonymises the fields of
 //! `transform.pseudonymise` and converts `transform.cents` to integer
-//! cents, then fingerprints the record (see [`EnrichAndHash`]); a record
-//! that is not an object passes through it unchanged.
+//! cents, then fingerprints the record (see
+//! [`EnrichAndHash`](sluicegate_stages::transform::EnrichAndHash)); a record
+//! that is not an object passes through it unchanged. It runs on the
+//! blocking pool a batch per hop and encodes each record to JSON once
+//! ([`Encoded`]): the store writes that text and the output topic gets
+//! those bytes.
 //!
 //! A record's offset is committed only once every branch finished it: stored
 //! (or found already stored) and delivered to the output topic, or
@@ -55,9 +59,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
-use sluicegate_core::{
-    BatchConfig, BatchSpec, Graph, Overflow, StageSpec, Stream, blocking, try_map,
-};
+use sluicegate_core::{BatchConfig, BatchSpec, Graph, Overflow, StageSpec, Stream, map, try_map};
 use sluicegate_core::{BoxError, CommitLedger, Origin};
 use sluicegate_kafka_io::{
     DeadLetterSink, KafkaConfig, KafkaIoError, KafkaSink, KafkaSource, KafkaSourceHandle,
@@ -66,10 +68,10 @@ use sluicegate_kafka_io::{
 };
 use sluicegate_stages::codec::{Codec, Json};
 use sluicegate_stages::store::{Store, StoreError, StoreStage, StoreStats};
-use sluicegate_stages::transform::{EnrichAndHash, EnrichConfig};
 use sluicegate_stages::validate::SchemaValidator;
 
 use crate::settings::{Settings, SettingsError, StageSettings};
+use crate::transform::Encoded;
 
 /// Why the pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -271,7 +273,7 @@ pub async fn build(
 
     let st = &settings.stages;
     let validator = validator(settings)?;
-    let store_stage = StoreStage::<Value>::new(store.clone());
+    let store_stage = StoreStage::<Encoded>::new(store.clone());
     let store_stage = if settings.store.offsets {
         store_stage.commit_offsets(Arc::new(Ledgers(handles.clone())), Duration::from_secs(1))
     } else if retry_source.is_some() {
@@ -316,21 +318,19 @@ pub async fn build(
                 &st.decode,
             ))
             .via(spec(&format!("{prefix}validate"), validator, &st.validate))
-            .via(
-                spec(
-                    &format!("{prefix}transform"),
-                    transform(settings),
-                    &st.transform,
+            .via_batch(
+                // Whatever waits, up to half the mailbox, in one hop to the
+                // blocking pool. Results keep the input order: a
+                // transaction, or a store batch keeping the offsets,
+                // commits offsets up to the records it carries, so they
+                // must reach it in each partition's order.
+                BatchSpec::new(
+                    format!("{prefix}transform"),
+                    crate::transform::stage(hash_key(), settings),
+                    BatchConfig::new((st.transform.capacity / 2).max(1), Duration::ZERO),
                 )
-                .concurrency(st.transform.workers)
-                // A transaction, or a store batch keeping the offsets,
-                // commits offsets up to the records it carries: they must
-                // reach it in each partition's order.
-                .order(if k.exactly_once || settings.store.offsets {
-                    sluicegate_core::Order::Preserve
-                } else {
-                    st.transform.order.into()
-                }),
+                .capacity(st.transform.capacity)
+                .overflow(st.transform.overflow.into()),
             )
     };
     let validated = prepare(input, "", validator.clone());
@@ -354,7 +354,7 @@ pub async fn build(
     };
     // The store's input: the records of this run, and those back from the
     // retry topics.
-    let with_retried = |stream: Stream<Value>| match retried {
+    let with_retried = |stream: Stream<Encoded>| match retried {
         Some(r) => Stream::merge(vec![stream, r]),
         None => stream,
     };
@@ -367,7 +367,7 @@ pub async fn build(
     let encode = || {
         spec(
             "encode",
-            try_map(|r: Value| serde_json::to_vec(&r).map(ProducerRecord::new)),
+            map(|r: Encoded| ProducerRecord::new(r.to_bytes())),
             &st.produce,
         )
     };
@@ -464,39 +464,6 @@ fn decode(max_payload: usize) -> impl sluicegate_core::Stage<In = Bytes, Out = V
             ));
         }
         Codec::<Value>::decode(&Json, &payload).map_err(|e| e.to_string())
-    })
-}
-
-/// The transform stage on the blocking pool: cents, pseudonyms, the
-/// fingerprint (and the fault injection of `run.panic_on_id_suffix`).
-fn transform(settings: &Settings) -> impl sluicegate_core::Stage<In = Value, Out = Value> {
-    let enrich = EnrichAndHash::new(
-        EnrichConfig::new(hash_key(), settings.transform.pseudonymise.clone())
-            .rounds(settings.run.hash_rounds),
-    );
-    let cents = settings
-        .transform
-        .cents()
-        .map(|(from, to)| (from.to_string(), to));
-    let panic_suffix = settings.run.panic_on_id_suffix.clone();
-    blocking(settings.stages.transform.workers, move |record: Value| {
-        if !panic_suffix.is_empty()
-            && record
-                .get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| id.ends_with(&panic_suffix))
-        {
-            panic!("fault injection: id ends with {panic_suffix:?}");
-        }
-        let Value::Object(mut r) = record else {
-            return Ok(record);
-        };
-        if let Some((from, to)) = &cents {
-            if let Some(amount) = r.get(from).and_then(Value::as_f64) {
-                r.insert(to.clone(), Value::from((amount * 100.0).round() as i64));
-            }
-        }
-        Ok::<_, std::convert::Infallible>(Value::Object(enrich.apply(r)))
     })
 }
 

@@ -43,9 +43,8 @@
 //! cents_field = ""                # where the cents go; "" = "<cents>_cents" (amount_cents)
 //!
 //! [stages.transform]
-//! capacity = 64
+//! capacity = 512                  # batches of up to half of it to the blocking pool
 //! workers = 2
-//! order = "unordered"             # or "preserve", "per-key"
 //! overflow = "block"              # or "drop-newest", "drop-oldest"
 //!
 //! [run]
@@ -380,7 +379,9 @@ pub struct StagesSettings {
     pub decode: StageSettings,
     /// The schema rules.
     pub validate: StageSettings,
-    /// Enrich and hash, on the blocking pool.
+    /// Enrich, hash and encode, on the blocking pool: batches of up to half
+    /// its capacity, each split across its `workers`; it keeps its input
+    /// order (its `order` has no effect).
     pub transform: StageSettings,
     /// The database writes (its `workers` is ignored: one batch at a time).
     pub store: StageSettings,
@@ -396,7 +397,8 @@ impl Default for StagesSettings {
         StagesSettings {
             decode: StageSettings::with(256, 1),
             validate: StageSettings::with(256, 1),
-            transform: StageSettings::with(8 * cores, cores),
+            // Batches of up to half the capacity go to the blocking pool.
+            transform: StageSettings::with(512, cores),
             store: StageSettings::with(2_000, 1),
             produce: StageSettings::with(2_048, 1_024),
             dead_letters: StageSettings::with(256, 64),

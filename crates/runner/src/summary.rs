@@ -39,7 +39,15 @@ pub struct Summary {
     pub commits: u64,
     /// Seconds from start to stop.
     pub elapsed_s: f64,
-    /// Records in per second.
+    /// Seconds from start to the first record (joining the consumer group
+    /// and the first fetch); `None` when no record came.
+    pub first_record_s: Option<f64>,
+    /// Seconds from the first record to the last output of any stage (a
+    /// row stored, a record produced or dead-lettered).
+    pub active_s: f64,
+    /// Records in per second over `active_s`: from the first record on,
+    /// neither the group join before it nor the wait after the last output
+    /// (for the commits of a caught-up run to be seen, say) counted.
     pub throughput: f64,
     /// Peak resident memory of the process, bytes (Linux; 0 elsewhere).
     pub peak_rss_bytes: u64,
@@ -100,6 +108,9 @@ impl Summary {
             snap.stages.iter().map(|s| s.abandoned).sum::<u64>() + dead.map_or(0, |d| d.failed);
         let elapsed_s = report.elapsed.as_secs_f64();
         let validation = pipeline.validator.stats();
+        let active = snap.active_ns();
+        let first_record_s = active.map(|(first, _)| first as f64 / 1e9);
+        let active_s = active.map_or(0.0, |(first, last)| (last - first) as f64 / 1e9);
         Summary {
             records_in,
             stored: pipeline.store_stats.inserted(),
@@ -121,8 +132,10 @@ impl Summary {
             rejected_by_path: validation.by_path,
             commits,
             elapsed_s,
-            throughput: if elapsed_s > 0.0 {
-                records_in as f64 / elapsed_s
+            first_record_s,
+            active_s,
+            throughput: if active_s > 0.0 {
+                records_in as f64 / active_s
             } else {
                 0.0
             },
@@ -187,9 +200,21 @@ impl fmt::Display for Summary {
         writeln!(f, "  unaccounted     {:>12}", self.unaccounted())?;
         writeln!(
             f,
-            "  throughput      {:>12.0} records/s over {:.1} s",
-            self.throughput, self.elapsed_s
+            "  throughput      {:>12.0} records/s over {:.2} s, from the first record to the last output",
+            self.throughput, self.active_s
         )?;
+        match self.first_record_s {
+            Some(first) => writeln!(
+                f,
+                "  first record    {:>12.2} s after start (group join, first fetch); {:.1} s in all",
+                first, self.elapsed_s
+            )?,
+            None => writeln!(
+                f,
+                "  first record    {:>12}   ({:.1} s in all)",
+                "none", self.elapsed_s
+            )?,
+        }
         writeln!(f, "  offset commits  {:>12}", self.commits)?;
         writeln!(
             f,

@@ -31,6 +31,8 @@ fn node(name: &str, kind: NodeKind, items_in: u64, split_ms: [u64; 3]) -> StageS
             counts: vec![0, 0],
             sum_ns: 0,
         },
+        first_in_ns: None,
+        last_out_ns: None,
     }
 }
 

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
-use sluicegate_core::mailbox::TrySendError;
-use sluicegate_core::{Ack, AckReceiver, Envelope, Origin, SourceContext};
+use sluicegate_core::{Ack, AckReceiver, EmitStop, Envelope, Origin, SourceContext};
 
 use super::KafkaSource;
 use super::acker::Acker;
@@ -51,6 +50,7 @@ impl KafkaSource {
         let transactional = shared.transactional.load(Ordering::SeqCst);
         let window_limit = shared.window_limit.load(Ordering::Relaxed);
         let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut copies = Copies::default();
         let mut last_commit = Instant::now();
         let mut last_group_metadata = Instant::now();
         let mut last_watermarks = Instant::now();
@@ -110,9 +110,14 @@ impl KafkaSource {
                 }
                 // Keep serving the group while the graph drains.
                 if let Some(Ok(m)) = cx.idle_blocking(|| consumer.poll(Duration::from_millis(10))) {
-                    if let Some(env) =
-                        envelope(&m, &shared, &receiver, &mut topic_names, self.keep_raw)
-                    {
+                    if let Some(env) = envelope(
+                        &m,
+                        &shared,
+                        &receiver,
+                        &mut topic_names,
+                        &mut copies,
+                        self.keep_raw,
+                    ) {
                         lock(&shared.held).push_back(env);
                         release_held(&shared, None, "shutting down before the graph took it");
                     }
@@ -126,6 +131,7 @@ impl KafkaSource {
                     &shared,
                     &receiver,
                     &mut topic_names,
+                    &mut copies,
                     self.keep_raw,
                 ) {
                     lock(&shared.held).push_back(env);
@@ -165,43 +171,66 @@ impl KafkaSource {
             } else {
                 self.poll_interval
             };
-            match cx.idle_blocking(|| consumer.poll(timeout)) {
-                None => {}
-                Some(Ok(message)) => {
-                    let due = due_time(&message, &shared);
-                    if due.is_some() || is_holding(&shared, message.topic(), message.partition()) {
-                        hold_until_due(&consumer, &shared, message.detach(), due);
-                        continue;
+            // One poll that may wait (idle), then what librdkafka already
+            // holds, up to a burst, without waiting (busy): the graph gets
+            // them in one hand-over instead of one per record.
+            let mut polled = 0;
+            let mut next = cx.idle_blocking(|| consumer.poll(timeout));
+            let failed = loop {
+                match next {
+                    None => break None,
+                    Some(Ok(message)) => {
+                        let due = due_time(&message, &shared);
+                        if due.is_some()
+                            || is_holding(&shared, message.topic(), message.partition())
+                        {
+                            // Its partition pauses; back to the top, which
+                            // hands on what is due.
+                            hold_until_due(&consumer, &shared, message.detach(), due);
+                            break None;
+                        }
+                        if let Some(env) = envelope(
+                            &message,
+                            &shared,
+                            &receiver,
+                            &mut topic_names,
+                            &mut copies,
+                            self.keep_raw,
+                        ) {
+                            // Held before the next poll, whose rebalance
+                            // callbacks take back what is held.
+                            lock(&shared.held).push_back(env);
+                        }
+                        // Before the next poll: librdkafka drops what it had
+                        // fetched for a partition it pauses, so the window
+                        // holds exactly its limit.
+                        pause_full_window(
+                            &consumer,
+                            &shared,
+                            message.topic(),
+                            message.partition(),
+                            window_limit,
+                        );
                     }
-                    if let Some(env) = envelope(
-                        &message,
-                        &shared,
-                        &receiver,
-                        &mut topic_names,
-                        self.keep_raw,
-                    ) {
-                        lock(&shared.held).push_back(env);
+                    Some(Err(e)) => {
+                        if let Some((code, reason)) = consumer.client().fatal_error() {
+                            tracing::error!(%reason, "fatal consumer error");
+                            break Some(KafkaIoError::Client(
+                                rdkafka::error::KafkaError::MessageConsumptionFatal(code),
+                            ));
+                        }
+                        tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                        break None;
                     }
-                    // Before the next poll: librdkafka drops what it had
-                    // fetched for a partition it pauses, so the window holds
-                    // exactly its limit.
-                    pause_full_window(
-                        &consumer,
-                        &shared,
-                        message.topic(),
-                        message.partition(),
-                        window_limit,
-                    );
                 }
-                Some(Err(e)) => {
-                    if let Some((code, reason)) = consumer.client().fatal_error() {
-                        tracing::error!(%reason, "fatal consumer error");
-                        break Err(KafkaIoError::Client(
-                            rdkafka::error::KafkaError::MessageConsumptionFatal(code),
-                        ));
-                    }
-                    tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                polled += 1;
+                if polled >= POLL_BURST || shared.paused.load(Ordering::Relaxed) {
+                    break None;
                 }
+                next = consumer.poll(Duration::ZERO);
+            };
+            if let Some(e) = failed {
+                break Err(e);
             }
         };
         // Final commit of everything finished, synchronously, then leave the
@@ -235,26 +264,29 @@ impl KafkaSource {
     }
 }
 
-/// Hands held envelopes to the graph until it is full.
+/// Records read in one go after a poll that waited, at most.
+const POLL_BURST: usize = 512;
+
+/// Hands held envelopes to the graph until it is full (as many per lock
+/// as fit).
 fn emit_held(cx: &mut SourceContext<Bytes>, shared: &Shared) -> Result<(), KafkaIoError> {
     let mut held = lock(&shared.held);
-    while let Some(env) = held.pop_front() {
-        match cx.try_emit(env) {
-            Ok(()) => {
-                shared.stats.records.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Full(env)) => {
-                held.push_front(env);
-                return Ok(());
-            }
-            Err(TrySendError::Closed(env)) => {
-                held.push_front(env);
-                drop(held);
-                release_held(shared, None, "the graph stopped");
-                return Err(KafkaIoError::Client(rdkafka::error::KafkaError::Canceled));
-            }
-        }
+    if held.is_empty() {
+        return Ok(());
     }
+    let result = cx.try_emit_batch(&mut held);
+    let taken = match result {
+        Ok(n) => n,
+        Err(EmitStop::Closed | EmitStop::Abandoned) => {
+            drop(held);
+            release_held(shared, None, "the graph stopped");
+            return Err(KafkaIoError::Client(rdkafka::error::KafkaError::Canceled));
+        }
+    };
+    shared
+        .stats
+        .records
+        .fetch_add(taken as u64, Ordering::Relaxed);
     Ok(())
 }
 
@@ -273,6 +305,34 @@ fn due_time<M: Message>(m: &M, shared: &Shared) -> Option<Instant> {
     (!wait.is_zero()).then(|| Instant::now() + wait)
 }
 
+/// Copies of fetched payloads and keys, carved out of shared chunks: one
+/// allocation per chunk of [`CHUNK`] bytes instead of one per record, and
+/// a copy's clone (the payload kept in `Origin::raw`) is a reference count.
+/// A chunk is freed once every copy carved out of it is: a record held
+/// long holds its chunk, so memory stays within [`CHUNK`] bytes per record
+/// in flight (and is about the records' own size when they finish in
+/// about the order they came).
+#[derive(Default)]
+struct Copies {
+    chunk: BytesMut,
+}
+
+/// Bytes per chunk of [`Copies`].
+const CHUNK: usize = 16 * 1024;
+
+impl Copies {
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if data.len() > CHUNK / 4 {
+            return Bytes::copy_from_slice(data);
+        }
+        if self.chunk.capacity() - self.chunk.len() < data.len() {
+            self.chunk = BytesMut::with_capacity(CHUNK);
+        }
+        self.chunk.extend_from_slice(data);
+        self.chunk.split().freeze()
+    }
+}
+
 /// The envelope of a fetched record, tracked; `None` (counted) when the
 /// record was handed out before (fetched again after a position reset).
 fn envelope<M: Message>(
@@ -280,6 +340,7 @@ fn envelope<M: Message>(
     shared: &Shared,
     receiver: &Arc<dyn AckReceiver>,
     topics: &mut HashMap<String, Arc<str>>,
+    copies: &mut Copies,
     keep_raw: bool,
 ) -> Option<Envelope<Bytes>> {
     let topic = match topics.get(m.topic()) {
@@ -299,7 +360,7 @@ fn envelope<M: Message>(
         tracing::debug!(topic = %topic, partition = m.partition(), offset = m.offset(), "record fetched again; already handed out, skipped");
         return None;
     }
-    let payload = m.payload().map(Bytes::copy_from_slice);
+    let payload = m.payload().map(|p| copies.copy(p));
     let headers = m
         .headers()
         .map(|hs| {
@@ -317,7 +378,7 @@ fn envelope<M: Message>(
         topic: Some(topic.clone()),
         partition: Some(m.partition()),
         offset: Some(m.offset()),
-        key: m.key().map(Bytes::copy_from_slice),
+        key: m.key().map(|k| copies.copy(k)),
         timestamp: m.timestamp().to_millis(),
         headers,
         raw: if keep_raw { payload.clone() } else { None },

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, LockResult, Mutex, MutexGuard, OnceLock, WaitTimeoutResult};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rdkafka::consumer::{
@@ -59,7 +60,7 @@ pub struct SourceStats {
 pub(super) struct Shared {
     pub(super) tracker: Mutex<OffsetTracker>,
     /// Signalled whenever a record finishes or fails.
-    pub(super) changed: Condvar,
+    pub(super) changed: Changed,
     /// Envelopes read but not yet taken by the graph (it was full).
     pub(super) held: Mutex<VecDeque<Envelope<Bytes>>>,
     pub(super) finished_since_commit: AtomicUsize,
@@ -129,6 +130,40 @@ impl std::fmt::Debug for StoreSlot {
         f.debug_tuple("StoreSlot")
             .field(&self.0.get().map(|s| s.describe()))
             .finish()
+    }
+}
+
+/// A condition variable that signals only when someone waits: every
+/// acknowledgement notifies it, and a notification with no waiter would
+/// still cost a system call (a futex wake) per record.
+#[derive(Debug, Default)]
+pub(super) struct Changed {
+    cv: Condvar,
+    /// Threads inside [`Changed::wait_timeout`]; counted under the mutex
+    /// they wait with, so a notifier that changed the state under that
+    /// mutex sees them.
+    waiters: AtomicUsize,
+}
+
+impl Changed {
+    /// [`Condvar::wait_timeout`].
+    pub(super) fn wait_timeout<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        dur: Duration,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let result = self.cv.wait_timeout(guard, dur);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// [`Condvar::notify_all`], when a thread waits. Call it after the
+    /// change, once the mutex the waiters use is released (or still held).
+    pub(super) fn notify_all(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.cv.notify_all();
+        }
     }
 }
 
