@@ -428,16 +428,31 @@ fn finish(
     stopped
 }
 
-/// Several items at once, each on its own task, in the chosen order.
+/// How a concurrent stage runs its items: how many at once, in what order,
+/// and whether each on a task of its own.
+pub(crate) struct Concurrency<T> {
+    pub(crate) limit: usize,
+    pub(crate) order: Order,
+    pub(crate) key: Option<KeyFn<T>>,
+    /// Each item on a task of its own (else polled on the stage's task).
+    pub(crate) spawn: bool,
+}
+
+/// Several items at once, each on its own task (or all on the stage's
+/// task), in the chosen order.
 pub(crate) async fn run_concurrent<S: Stage>(
     stage: Arc<S>,
     mut rx: Receiver<S::In>,
     outlet: Outlet<S::Out>,
     cx: NodeCx,
-    concurrency: usize,
-    order: Order,
-    key: Option<KeyFn<S::In>>,
+    how: Concurrency<S::In>,
 ) -> Result<(), GraphError> {
+    let Concurrency {
+        limit: concurrency,
+        order,
+        key,
+        spawn: spawn_each,
+    } = how;
     type Joined<O, E> = (
         u64,
         Result<std::thread::Result<Result<Outputs<O>, E>>, tokio::task::JoinError>,
@@ -448,7 +463,8 @@ pub(crate) async fn run_concurrent<S: Stage>(
         ack: Ack,
         slot: Slot,
         key: Option<u64>,
-        abort: tokio::task::AbortHandle,
+        /// For an item on a task of its own.
+        abort: Option<tokio::task::AbortHandle>,
     }
 
     let m = cx.metrics.clone();
@@ -484,11 +500,21 @@ pub(crate) async fn run_concurrent<S: Stage>(
                  ordered: &mut FuturesOrdered<_>| {
         let stage = stage.clone();
         let origin = ack.origin_ref();
-        let handle = tokio::spawn(async move {
+        let work = async move {
             AssertUnwindSafe(async { stage.process(payload, origin.get()).await })
                 .catch_unwind()
                 .await
-        });
+        };
+        let (fut, abort): (
+            futures::future::BoxFuture<'static, Joined<S::Out, S::Error>>,
+            _,
+        ) = if spawn_each {
+            let handle = tokio::spawn(work);
+            let abort = handle.abort_handle();
+            (Box::pin(async move { (seq, handle.await) }), Some(abort))
+        } else {
+            (Box::pin(async move { (seq, Ok(work.await)) }), None)
+        };
         in_flight.insert(
             seq,
             InFlight {
@@ -496,11 +522,9 @@ pub(crate) async fn run_concurrent<S: Stage>(
                 ack,
                 slot,
                 key,
-                abort: handle.abort_handle(),
+                abort,
             },
         );
-        let fut: futures::future::BoxFuture<'static, Joined<S::Out, S::Error>> =
-            Box::pin(async move { (seq, handle.await) });
         if order == Order::Preserve {
             ordered.push_back(fut);
         } else {
@@ -623,7 +647,9 @@ pub(crate) async fn run_concurrent<S: Stage>(
     if abandoned {
         let mut release = Release::default();
         for (_, flight) in in_flight.drain() {
-            flight.abort.abort();
+            if let Some(abort) = flight.abort {
+                abort.abort();
+            }
             abandon_ack(flight.ack, &cx);
             release.add(flight.slot);
         }

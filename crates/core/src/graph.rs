@@ -137,6 +137,7 @@ pub struct StageSpec<S: Stage> {
     concurrency: usize,
     order: Order,
     key: Option<KeyFn<S::In>>,
+    spawn_items: bool,
 }
 
 impl<S: Stage> StageSpec<S> {
@@ -154,6 +155,7 @@ impl<S: Stage> StageSpec<S> {
             concurrency: 1,
             order: Order::Unordered,
             key: None,
+            spawn_items: true,
         }
     }
 
@@ -189,6 +191,19 @@ impl<S: Stage> StageSpec<S> {
     /// parallel across cores.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
+        self
+    }
+
+    /// Whether, with a concurrency above one, each item runs on a task of
+    /// its own (the default: the synchronous parts of several items then
+    /// run in parallel across cores). With `false` the items' futures are
+    /// polled on the stage's own task: no task per item (an allocation, a
+    /// schedule and a wake-up each), for a stage that mostly awaits, such
+    /// as a sink awaiting each record's acknowledgement from a broker; the
+    /// synchronous parts then run one at a time. A panic still fails only
+    /// its item.
+    pub fn spawn_items(mut self, spawn: bool) -> Self {
+        self.spawn_items = spawn;
         self
     }
 
@@ -604,6 +619,7 @@ fn push_stage_node<S: Stage>(
     let concurrency = spec.concurrency;
     let order = spec.order;
     let key = spec.key;
+    let spawn = spec.spawn_items;
     let prefetch = spec.mailbox.capacity.min(PREFETCH);
     let run_name = name.clone();
     st.nodes.push(NodeSpec {
@@ -623,7 +639,13 @@ fn push_stage_node<S: Stage>(
             if concurrency <= 1 {
                 driver::run_sequential(stage, rx, outlet, cx, prefetch).boxed()
             } else {
-                driver::run_concurrent(stage, rx, outlet, cx, concurrency, order, key).boxed()
+                let how = driver::Concurrency {
+                    limit: concurrency,
+                    order,
+                    key,
+                    spawn,
+                };
+                driver::run_concurrent(stage, rx, outlet, cx, how).boxed()
             }
         }),
     });

@@ -139,3 +139,47 @@ async fn unordered_delivers_everything_once() {
     assert_eq!(seqs, (0..50).collect::<Vec<_>>());
     acks.assert_each_once(50);
 }
+
+/// Items polled on the stage's own task (`spawn_items(false)`, no task per
+/// item) still run at the same time (16 items of 70 to 100 ms, 4 at once:
+/// 400 ms of virtual time), keep the input order when asked, and an item
+/// that panics fails alone, dead-lettered with its message.
+#[tokio::test(start_paused = true)]
+async fn items_on_the_stages_own_task_run_at_once_in_order() {
+    let acks = AckLog::new();
+    let sink = CollectSink::new();
+    let dead = CollectSink::<sluicegate_core::DeadLetter>::new();
+    let slow = then(|i: u64| async move {
+        tokio::time::sleep(Duration::from_millis(100 - (i % 4) * 10)).await;
+        assert!(i != 5, "item {i} panics");
+        Ok::<_, std::convert::Infallible>(i)
+    });
+    let mut g = Graph::builder("inline");
+    g.dead_letters(StageSpec::new("dlq", dead.clone()));
+    g.source("src", VecSource::new((0..16u64).collect(), acks.clone()))
+        .via(
+            StageSpec::new("slow", slow)
+                .capacity(8)
+                .concurrency(4)
+                .order(Order::Preserve)
+                .spawn_items(false),
+        )
+        .to(StageSpec::new("sink", sink.clone()));
+    let start = tokio::time::Instant::now();
+    let running = g.build().expect("valid").start().await.expect("starts");
+    let report = within(Duration::from_secs(60), "the graph", running.wait()).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(start.elapsed(), Duration::from_millis(400));
+    let want: Vec<u64> = (0..16).filter(|i| *i != 5).collect();
+    assert_eq!(sink.items(), want);
+    acks.assert_each_once(16);
+    assert_eq!((acks.delivered(), acks.dead_lettered()), (15, 1));
+    let letters = dead.items();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].error.kind(), sluicegate_core::FailureKind::Panic);
+    assert!(
+        letters[0].error.message().contains("item 5 panics"),
+        "{:?}",
+        letters[0].error
+    );
+}
