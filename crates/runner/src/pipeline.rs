@@ -290,7 +290,10 @@ pub async fn build(
         DeadLetterSink::new(&config, k.dead_letter_topic.clone())?.retry(retry_topics.clone());
     let retry_stats = dead_letters.retry_stats();
     g.dead_letters(
-        spec("dead_letters", dead_letters, &st.dead_letters).concurrency(st.dead_letters.workers),
+        spec("dead_letters", dead_letters, &st.dead_letters)
+            .concurrency(st.dead_letters.workers)
+            // Each delivery mostly awaits the broker: no task per record.
+            .spawn_items(false),
     );
     let streams: Vec<Stream<Bytes>> = if sources.len() == 1 {
         sources.into_iter().map(|s| g.source("kafka", s)).collect()
@@ -432,9 +435,10 @@ pub async fn build(
                 .capacity(st.store.capacity)
                 .overflow(st.store.overflow.into()),
         );
-        to_topic
-            .via(encode())
-            .to(spec("produce", sink, &st.produce).concurrency(st.produce.workers));
+        to_topic.via(encode()).to(spec("produce", sink, &st.produce)
+            .concurrency(st.produce.workers)
+            // Each delivery mostly awaits the broker: no task per record.
+            .spawn_items(false));
         Some(Produced::Sink(stats))
     };
     let graph = g
