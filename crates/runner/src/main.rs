@@ -7,6 +7,13 @@ use sluicegate_runner::app::{self, RunOptions};
 use sluicegate_runner::cli::{Cli, Command, LogFormat, exit};
 use sluicegate_runner::runner::LiveView;
 
+/// mimalloc instead of glibc's malloc: records are allocated on one thread
+/// and freed on another (the consumer thread, the runtime's workers, the
+/// blocking pool, librdkafka's threads), where glibc's arenas contend on
+/// their locks (docs/BENCHMARKS.md, section E).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
