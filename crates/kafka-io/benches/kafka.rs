@@ -57,8 +57,11 @@
 //! `--keep-raw true|false` (the source's settings of those names),
 //! `--sink-set KEY=VALUE` (a librdkafka property for the sink's producer,
 //! repeatable); `--in-process`; `--brokers HOST:PORT` (or
-//! `SLUICEGATE_BROKERS`; default 127.0.0.1:9092). Topics are created
-//! through the admin API and deleted at the end.
+//! `SLUICEGATE_BROKERS`; default 127.0.0.1:9092); `--topic NAME` reads an
+//! existing input topic holding exactly `--records` records (one that
+//! `sluicegate produce` filled, so the variants read what the binary reads)
+//! instead of producing one, and keeps it. Topics are created through the
+//! admin API and deleted at the end.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -134,6 +137,8 @@ struct Args {
     in_process: bool,
     /// Set in a child: the variant (index into `variants`) and input topic.
     child: Option<(usize, String)>,
+    /// An existing input topic to read instead of producing one (kept).
+    topic: Option<String>,
     brokers: String,
 }
 
@@ -150,6 +155,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut in_process = false;
     let mut child_variant = None;
     let mut child_input = None;
+    let mut topic = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
@@ -173,6 +179,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--child" => child_variant = Some(value("--child")?.parse::<usize>()?),
             "--input" => child_input = Some(value("--input")?),
             "--only" => only = value("--only")?,
+            "--topic" => topic = Some(value("--topic")?),
             "--brokers" => {
                 value("--brokers")?; // read by common::brokers()
             }
@@ -192,7 +199,8 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!(
                 "unknown option {other}; options: --records N --rounds R --sink CxK[,CxK] \
                  --only a,b,c --warmup-ms MS --commit-every N --pause-after-ms MS \
-                 --keep-raw BOOL --sink-set KEY=VALUE --in-process --brokers HOST:PORT"
+                 --keep-raw BOOL --sink-set KEY=VALUE --in-process --brokers HOST:PORT \
+                 --topic NAME"
             ),
         }
     }
@@ -228,6 +236,7 @@ fn parse_args() -> anyhow::Result<Args> {
         keep_raw,
         in_process,
         child: child_variant.zip(child_input),
+        topic,
         brokers: common::brokers(),
     })
 }
@@ -693,8 +702,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "kafka bench: {} records of {RECORD_BYTES} bytes, {PARTITIONS} partitions, {} round(s), brokers {}, load average at start {}",
+        "kafka bench: {} records of {}, {PARTITIONS} partitions, {} round(s), brokers {}, load average at start {}",
         args.records,
+        args.topic
+            .as_deref()
+            .map_or_else(|| format!("{RECORD_BYTES} bytes"), |t| format!("topic {t}")),
         args.rounds,
         args.brokers,
         load.split_whitespace()
@@ -703,18 +715,23 @@ async fn main() -> anyhow::Result<()> {
             .join(" ")
     );
 
-    let input = common::unique("bench-in");
-    common::ensure_topic(&args.brokers, &input, PARTITIONS).await?;
+    let (input, owned) = match &args.topic {
+        Some(topic) => (topic.clone(), false),
+        None => (common::unique("bench-in"), true),
+    };
     let produced = Instant::now();
-    common::produce(
-        &args.brokers,
-        &input,
-        PARTITIONS,
-        args.records,
-        |_| None,
-        record,
-    )
-    .await?;
+    if owned {
+        common::ensure_topic(&args.brokers, &input, PARTITIONS).await?;
+        common::produce(
+            &args.brokers,
+            &input,
+            PARTITIONS,
+            args.records,
+            |_| None,
+            record,
+        )
+        .await?;
+    }
     let held = common::count_records(
         &args.brokers,
         &input,
@@ -722,10 +739,14 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_millis(200),
     )
     .await?;
-    println!(
-        "input: {held} records in {input}, produced in {:.2} s",
-        produced.elapsed().as_secs_f64()
-    );
+    if owned {
+        println!(
+            "input: {held} records in {input}, produced in {:.2} s",
+            produced.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("input: {held} records in {input} (given with --topic)");
+    }
     if held != args.records as u64 {
         bail!(
             "the input topic holds {held} records, expected {}",
@@ -762,7 +783,9 @@ async fn main() -> anyhow::Result<()> {
         Ok(())
     }
     .await;
-    common::delete_topics(&args.brokers, &[&input]).await;
+    if owned {
+        common::delete_topics(&args.brokers, &[&input]).await;
+    }
     result?;
 
     println!(
