@@ -322,15 +322,16 @@ pub async fn build(
             ))
             .via(spec(&format!("{prefix}validate"), validator, &st.validate))
             .via_batch(
-                // Whatever waits, up to half the mailbox, in one hop to the
-                // blocking pool. Results keep the input order: a
+                // Whatever waits, up to half the mailbox (fewer when records
+                // are slow to hash), in one hop to the blocking pool.
+                // Results keep the input order: a
                 // transaction, or a store batch keeping the offsets,
                 // commits offsets up to the records it carries, so they
                 // must reach it in each partition's order.
                 BatchSpec::new(
                     format!("{prefix}transform"),
                     crate::transform::stage(hash_key(), settings),
-                    BatchConfig::new((st.transform.capacity / 2).max(1), Duration::ZERO),
+                    BatchConfig::new(crate::transform::batch_items(settings), Duration::ZERO),
                 )
                 .capacity(st.transform.capacity)
                 .overflow(st.transform.overflow.into()),

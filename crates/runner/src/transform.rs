@@ -108,6 +108,26 @@ pub fn transform_one(
     }
 }
 
+/// HMAC rounds one worker runs in one batch, at most (some 50 ms on the
+/// machine of docs/BENCHMARKS.md): see [`batch_items`].
+const ROUNDS_PER_BATCH: u64 = 100_000;
+
+/// The most records the transform takes in one batch: half its mailbox,
+/// or fewer when records are slow to hash (`run.hash_rounds` per
+/// pseudonymised field), so that a worker's part of a batch is at most
+/// [`ROUNDS_PER_BATCH`] rounds. A batch's records leave together, when its
+/// last one is done: at a million rounds a record (a second or so), a batch
+/// of 256 would hold the first record back for minutes; it takes one record
+/// per worker instead.
+pub fn batch_items(settings: &Settings) -> usize {
+    let fields = settings.transform.pseudonymise.len().max(1) as u64;
+    let per_record = u64::from(settings.run.hash_rounds.max(1)).saturating_mul(fields);
+    let per_worker = (ROUNDS_PER_BATCH / per_record).max(1);
+    let workers = settings.stages.transform.workers.max(1) as u64;
+    let half = (settings.stages.transform.capacity / 2).max(1) as u64;
+    per_worker.saturating_mul(workers).min(half) as usize
+}
+
 /// The transform stage: [`transform_one`] on each record of a batch, the
 /// batch split across `stages.transform.workers` threads of the blocking
 /// pool ([`blocking_batch`]). Results keep the input order; a record that
@@ -178,6 +198,21 @@ mod tests {
             back.get("user").and_then(Value::as_str).map(str::len),
             Some(64)
         );
+    }
+
+    #[test]
+    fn slow_records_go_in_small_batches() {
+        let mut settings = Settings::default();
+        settings.stages.transform.capacity = 512;
+        settings.stages.transform.workers = 2;
+        settings.run.hash_rounds = 1;
+        assert_eq!(batch_items(&settings), 256, "half the mailbox");
+        settings.run.hash_rounds = 2_000;
+        assert_eq!(batch_items(&settings), 2 * 50, "100,000 rounds a worker");
+        settings.transform.pseudonymise = vec!["a".into(), "b".into()];
+        assert_eq!(batch_items(&settings), 2 * 25, "two fields a record");
+        settings.run.hash_rounds = 2_000_000;
+        assert_eq!(batch_items(&settings), 2, "one record a worker");
     }
 
     #[test]
