@@ -688,15 +688,42 @@ async fn the_commit_frontier_on_metrics_status_and_the_page() {
     let metrics = get(addr, "/metrics").await.body;
     let p0 = "graph=\"frontier\",topic=\"orders\",partition=\"0\"";
     let p1 = "graph=\"frontier\",topic=\"orders\",partition=\"1\"";
-    let held_window = (RECORDS - HELD_AT).min(LIMIT as i64);
+    // Partition 0's window filled at LIMIT records from its oldest
+    // unfinished one, which was one of the records before the held one
+    // when the source handed them out in one burst before any finished
+    // (fetched at LIMIT), or the held one when they had finished in time
+    // (fetched at HELD_AT + LIMIT). Either way the window then stays above
+    // 75% of its limit, so the partition is not resumed: the offset stays.
+    let fetched: i64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "sluicegate_kafka_partition_fetched_offset{{{p0}}} "
+            ))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no fetched offset of partition 0 in\n{metrics}"));
+    assert!(
+        (LIMIT as i64..=HELD_AT + LIMIT as i64).contains(&fetched),
+        "partition 0 fetched to {fetched}"
+    );
+    let held_window = fetched - HELD_AT;
+    // Partition 1's 40 records may come in a burst too, handed out before
+    // any finished: its window of 20 then pauses it until they finish.
+    let p1_window_pauses: i64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "sluicegate_kafka_partition_window_pauses_total{{{p1}}} "
+            ))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no window pauses of partition 1 in\n{metrics}"));
+    let window_pauses = 1 + p1_window_pauses;
     for line in [
         format!("sluicegate_kafka_partition_committed_offset{{{p0}}} {HELD_AT}"),
         format!("sluicegate_kafka_partition_finished_offset{{{p0}}} {HELD_AT}"),
         format!("sluicegate_kafka_partition_oldest_unfinished_offset{{{p0}}} {HELD_AT}"),
-        format!(
-            "sluicegate_kafka_partition_fetched_offset{{{p0}}} {}",
-            HELD_AT + LIMIT as i64
-        ),
         format!("sluicegate_kafka_partition_window_records{{{p0}}} {held_window}"),
         format!("sluicegate_kafka_partition_window_limit{{{p0}}} {LIMIT}"),
         format!("sluicegate_kafka_partition_in_flight{{{p0}}} 1"),
@@ -708,6 +735,9 @@ async fn the_commit_frontier_on_metrics_status_and_the_page() {
         format!("sluicegate_kafka_partition_paused{{{p0},reason=\"window\"}} 1"),
         format!("sluicegate_kafka_partition_paused{{{p0},reason=\"graph_full\"}} 0"),
         format!("sluicegate_kafka_partition_window_pauses_total{{{p0}}} 1"),
+        format!(
+            "sluicegate_kafka_pauses_total{{graph=\"frontier\",reason=\"window\"}} {window_pauses}"
+        ),
         format!("sluicegate_kafka_partition_committed_offset{{{p1}}} {RECORDS}"),
         format!("sluicegate_kafka_partition_fetched_offset{{{p1}}} {RECORDS}"),
         format!("sluicegate_kafka_partition_lag{{{p1}}} 0"),
@@ -716,10 +746,9 @@ async fn the_commit_frontier_on_metrics_status_and_the_page() {
         format!("sluicegate_kafka_partition_paused{{{p1},reason=\"window\"}} 0"),
         "sluicegate_kafka_assignments_total{graph=\"frontier\"} 1".to_string(),
         "sluicegate_kafka_revocations_total{graph=\"frontier\"} 0".to_string(),
-        "sluicegate_kafka_pauses_total{graph=\"frontier\",reason=\"window\"} 1".to_string(),
         format!(
             "sluicegate_kafka_records_total{{graph=\"frontier\"}} {}",
-            RECORDS + HELD_AT + LIMIT as i64
+            RECORDS + fetched
         ),
     ] {
         assert!(
@@ -767,7 +796,7 @@ async fn the_commit_frontier_on_metrics_status_and_the_page() {
             .is_some_and(|l| l.len() >= 3),
         "{st}"
     );
-    assert_eq!(st["kafka"]["counters"]["window_pauses"], 1);
+    assert_eq!(st["kafka"]["counters"]["window_pauses"], window_pauses);
 
     // The page: a row per partition with those values, and the charts.
     let dom = dump_dom(&format!("http://{addr}/")).await;
@@ -782,7 +811,7 @@ async fn the_commit_frontier_on_metrics_status_and_the_page() {
     );
     for (col, text) in [
         ("partition", "orders/0".to_string()),
-        ("fetched", (HELD_AT + LIMIT as i64).to_string()),
+        ("fetched", fetched.to_string()),
         ("finished", HELD_AT.to_string()),
         ("committed", HELD_AT.to_string()),
         ("lag", (RECORDS - HELD_AT).to_string()),
