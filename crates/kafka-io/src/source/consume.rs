@@ -227,6 +227,19 @@ impl KafkaSource {
                 if polled >= POLL_BURST || shared.paused.load(Ordering::Relaxed) {
                     break None;
                 }
+                if polled % EMIT_EVERY == 0 {
+                    // Hand on what the graph takes; a full graph ends the
+                    // burst, so the source holds back at most EMIT_EVERY
+                    // records beyond the mailboxes (not a whole burst, which
+                    // would also fill partitions' windows with records the
+                    // graph cannot take yet).
+                    if let Err(closed) = emit_held(&mut cx, &shared) {
+                        break Some(shared.take_failure().unwrap_or(closed));
+                    }
+                    if !lock(&shared.held).is_empty() {
+                        break None;
+                    }
+                }
                 next = consumer.poll(Duration::ZERO);
             };
             if let Some(e) = failed {
@@ -266,6 +279,9 @@ impl KafkaSource {
 
 /// Records read in one go after a poll that waited, at most.
 const POLL_BURST: usize = 512;
+
+/// In a burst, the held records are handed to the graph every this many.
+const EMIT_EVERY: usize = 16;
 
 /// Hands held envelopes to the graph until it is full (as many per lock
 /// as fit).
