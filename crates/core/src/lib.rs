@@ -17,6 +17,7 @@
 //! - [`graph`]: building a graph in code, running it, shutting it down.
 //! - [`ledger`]: committing a source's offsets with a stage's own work.
 //! - [`metrics`]: counters, snapshots, Prometheus text, the bottleneck.
+//! - [`retry`]: the retry policy (capped exponential backoff with jitter).
 //! - [`testing`]: in-memory sources, collecting and gated sinks, ack logs.
 //!
 //! See [`graph`] for a complete example.
@@ -34,6 +35,7 @@ pub mod ledger;
 pub mod mailbox;
 pub mod metrics;
 mod outlet;
+pub mod retry;
 pub mod source;
 pub mod stage;
 pub mod testing;
@@ -48,6 +50,7 @@ pub use graph::{
 pub use ledger::CommitLedger;
 pub use mailbox::Overflow;
 pub use metrics::{Bottleneck, Metrics, Snapshot};
+pub use retry::RetryPolicy;
 pub use source::{EmitError, EmitPermit, EmitStop, Source, SourceContext};
 pub use stage::{
     BatchStage, Outputs, Stage, blocking, blocking_batch, blocking_shared, filter, flat_map, map,

@@ -11,7 +11,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use sluicegate_core::{DeadLetter, FailureKind, Origin, Outputs, Stage};
+use sluicegate_core::{DeadLetter, FailureKind, Origin, Outputs, RetryPolicy, Stage};
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaIoError, is_retriable};
@@ -153,7 +153,8 @@ fn producer(config: &KafkaConfig) -> Result<FutureProducer<TracingContext>, Kafk
 /// The idempotent producer is on by default (`enable.idempotence=true`), so
 /// librdkafka's own retries neither duplicate nor reorder. On top of those,
 /// a delivery that fails with a retriable error is tried again with
-/// exponential backoff, up to [`KafkaSink::max_attempts`]; after the last, the
+/// capped exponential backoff and jitter ([`RetryPolicy`], set with
+/// [`KafkaSink::retry`]), up to [`KafkaSink::max_attempts`]; after the last, the
 /// record fails with [`KafkaIoError::SendFailed`] (which carries the attempt
 /// count) and goes to the graph's dead-letter route.
 ///
@@ -182,8 +183,7 @@ fn producer(config: &KafkaConfig) -> Result<FutureProducer<TracingContext>, Kafk
 pub struct KafkaSink {
     producer: FutureProducer<TracingContext>,
     topic: String,
-    max_attempts: u32,
-    backoff: Duration,
+    retry: RetryPolicy,
     preserve_key: bool,
     preserve_headers: bool,
     flush_timeout: Duration,
@@ -201,8 +201,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer: producer(config)?,
             topic: topic.into(),
-            max_attempts: 3,
-            backoff: Duration::from_millis(100),
+            retry: RetryPolicy::new(3, Duration::from_millis(100), Duration::from_secs(5)),
             preserve_key: true,
             preserve_headers: true,
             flush_timeout: Duration::from_secs(30),
@@ -213,13 +212,21 @@ impl KafkaSink {
 
     /// Attempts per record before it fails (default 3).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
+        self.retry = self.retry.max_attempts(attempts);
         self
     }
 
-    /// The first retry's delay, doubling each time (default 100 ms).
+    /// The first retry's delay, doubling each time up to the policy's cap
+    /// (default 100 ms, capped at 5 s, with jitter; see [`RetryPolicy`]).
     pub fn backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
+        self.retry = self.retry.initial_backoff(backoff);
+        self
+    }
+
+    /// The whole retry policy: attempts, first and longest wait, jitter
+    /// (default 3 attempts, 100 ms doubling up to 5 s, with jitter).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -291,7 +298,7 @@ impl KafkaSink {
                 Ok(Err((e, _))) => e,
                 Err(_canceled) => KafkaError::Canceled,
             };
-            if attempt >= self.max_attempts || !is_retriable(&error) {
+            if !self.retry.allows_another(attempt) || !is_retriable(&error) {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 return Err(KafkaIoError::SendFailed {
                     attempts: attempt,
@@ -300,7 +307,7 @@ impl KafkaSink {
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%error, attempt, "delivery failed; retrying");
-            tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt - 1)).await;
+            tokio::time::sleep(self.retry.backoff(attempt)).await;
         }
     }
 

@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use sluicegate_core::stage::BatchResult;
-use sluicegate_core::{BatchStage, CancellationToken, CommitLedger, Origin, Outputs};
+use sluicegate_core::{BatchStage, CancellationToken, CommitLedger, Origin, Outputs, RetryPolicy};
 
 use crate::config::KafkaConfig;
 use crate::error::KafkaIoError;
@@ -166,8 +166,7 @@ pub struct KafkaTxnSink {
     source: KafkaSourceHandle,
     init_timeout: Duration,
     timeout: Duration,
-    max_attempts: u32,
-    backoff: Duration,
+    retry: RetryPolicy,
     gap_wait: Duration,
     hold_before_commit: Duration,
     idle_commit_interval: Duration,
@@ -214,8 +213,7 @@ impl KafkaTxnSink {
             source: source.clone(),
             init_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
-            max_attempts: 3,
-            backoff: Duration::from_millis(100),
+            retry: RetryPolicy::new(3, Duration::from_millis(100), Duration::from_secs(5)),
             gap_wait: Duration::from_secs(1),
             hold_before_commit: Duration::ZERO,
             idle_commit_interval: Duration::from_secs(1),
@@ -243,14 +241,22 @@ impl KafkaTxnSink {
     /// Transactions tried per batch before the sink gives up and stops the
     /// graph (default 3).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
+        self.retry = self.retry.max_attempts(attempts);
         self
     }
 
     /// The delay before the first retry of an aborted batch, doubling each
-    /// time (default 100 ms).
+    /// time up to the policy's cap (default 100 ms, capped at 5 s, with
+    /// jitter; see [`RetryPolicy`]).
     pub fn backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
+        self.retry = self.retry.initial_backoff(backoff);
+        self
+    }
+
+    /// The whole retry policy: attempts, first and longest wait, jitter
+    /// (default 3 attempts, 100 ms doubling up to 5 s, with jitter).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -637,11 +643,11 @@ impl BatchStage for KafkaTxnSink {
                     self.stats
                         .aborted_records
                         .fetch_add(failed.produced, Ordering::Relaxed);
-                    if attempts >= self.max_attempts {
+                    if !self.retry.allows_another(attempts) {
                         return Err(self.give_up(n, attempts, false, failed.error));
                     }
                     tracing::warn!(transactional_id = %self.transactional_id, attempt = attempts, error = %failed.error, "transaction aborted; trying the batch again in a new one");
-                    tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempts - 1)).await;
+                    tokio::time::sleep(self.retry.backoff(attempts)).await;
                 }
             }
         }

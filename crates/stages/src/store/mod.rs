@@ -40,8 +40,9 @@ use async_trait::async_trait;
 pub use error::{DbError, StoreError};
 pub use open::{DEFAULT_SQLITE_PATH, open, redact_url};
 pub use postgres::{PostgresConfig, PostgresStore};
+pub use sluicegate_core::RetryPolicy;
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
-pub use stage::{ForwardStored, RetryPolicy, StoreStage, StoreStats, origin_key};
+pub use stage::{ForwardStored, StoreStage, StoreStats, origin_key};
 
 /// One row to write.
 #[derive(Debug, Clone, PartialEq, Eq)]

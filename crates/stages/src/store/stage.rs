@@ -8,50 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 use sluicegate_core::ledger::{Offsets, offsets_for};
 use sluicegate_core::stage::BatchResult;
-use sluicegate_core::{BatchStage, CommitLedger, Origin, Outputs};
+use sluicegate_core::{BatchStage, CommitLedger, Origin, Outputs, RetryPolicy};
 
 use super::{DbError, Row, RowResult, Store, StoreError, Written};
-
-/// How a [`StoreStage`] retries transient failures: the whole batch again,
-/// after `initial_backoff`, doubling up to `max_backoff`, at most
-/// `max_attempts` attempts in all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (at least 1).
-    pub max_attempts: u32,
-    /// The wait before the second attempt.
-    pub initial_backoff: Duration,
-    /// The longest wait between attempts.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 6 attempts, waiting 100 ms, 200 ms, ... up to 5 s (3.1 s in all
-    /// before the sixth).
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// `max_attempts` attempts, backing off from `initial` doubling to `max`.
-    pub fn new(max_attempts: u32, initial: Duration, max: Duration) -> Self {
-        RetryPolicy {
-            max_attempts: max_attempts.max(1),
-            initial_backoff: initial,
-            max_backoff: max,
-        }
-    }
-
-    /// One attempt, no retries.
-    pub fn none() -> Self {
-        RetryPolicy::new(1, Duration::ZERO, Duration::ZERO)
-    }
-}
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -362,7 +321,6 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
         offsets: Option<(&str, &Offsets)>,
     ) -> Result<Vec<RowResult>, StoreError> {
         let mut attempt = 1;
-        let mut backoff = self.retry.initial_backoff;
         loop {
             let written = match offsets {
                 Some((group, offsets)) => self.store.write_with_offsets(rows, group, offsets).await,
@@ -371,8 +329,9 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
             match written {
                 Ok(results) => return Ok(results),
                 Err(e) if e.is_transient() && self.non_blocking => return Err(e),
-                Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
+                Err(e) if e.is_transient() && self.retry.allows_another(attempt) => {
                     StoreStats::add(&self.stats.inner.retries, 1);
+                    let backoff = self.retry.backoff(attempt);
                     tracing::warn!(
                         store = %self.store.describe(),
                         attempt,
@@ -382,7 +341,6 @@ impl<T: Serialize + Send + 'static> StoreStage<T> {
                         "transient store error; retrying the batch"
                     );
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
                     attempt += 1;
                 }
                 Err(e) if e.is_transient() => {
