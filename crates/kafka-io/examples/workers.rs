@@ -177,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
     // instead of librdkafka's 3 s, so the four workers settle sooner.
     let kafka = KafkaConfig::new(&brokers).set("heartbeat.interval.ms", "500");
     let sources: Vec<KafkaSource> =
-        consumer_group(&kafka, &group, &[&input], workers, Duration::from_secs(10))?;
+        consumer_group(&kafka, &group, &[&input], workers, Duration::from_secs(10)).await?;
     let handles: Vec<KafkaSourceHandle> = sources.iter().map(KafkaSource::handle).collect();
     let sink = KafkaSink::new(&kafka, &output)?;
     let delivered = sink.stats();

@@ -279,6 +279,7 @@ async fn more_workers_than_partitions_is_refused() {
     let config = KafkaConfig::new(&mock.brokers);
     let err =
         sluicegate_kafka_io::consumer_group(&config, "g", &["two"], 3, Duration::from_secs(5))
+            .await
             .err()
             .expect("refused");
     assert!(
@@ -286,8 +287,46 @@ async fn more_workers_than_partitions_is_refused() {
         "{err}"
     );
     let ok = sluicegate_kafka_io::consumer_group(&config, "g", &["two"], 2, Duration::from_secs(5))
+        .await
         .expect("two workers");
     assert_eq!(ok.len(), 2);
+}
+
+/// Checking an unreachable cluster waits on the blocking pool: on a
+/// current-thread runtime, another task runs to completion while
+/// `consumer_group` waits out its connect timeout (a blocking check would
+/// hold the only runtime thread until the timeout, and the other task would
+/// finish only after it).
+#[tokio::test]
+async fn consumer_group_waits_for_the_cluster_without_holding_the_runtime() {
+    let config = KafkaConfig::new("127.0.0.1:1");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let other = tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        let _ = tx.send(std::time::Instant::now());
+    });
+    let started = std::time::Instant::now();
+    let err = sluicegate_kafka_io::consumer_group(&config, "g", &["t"], 1, Duration::from_secs(2))
+        .await
+        .err()
+        .expect("unreachable");
+    let returned = std::time::Instant::now();
+    assert!(
+        matches!(err, sluicegate_kafka_io::KafkaIoError::Unreachable { .. }),
+        "{err}"
+    );
+    assert!(
+        returned - started >= Duration::from_secs(2),
+        "returned before its connect timeout: {:?}",
+        returned - started
+    );
+    other.await.expect("the other task");
+    let ran = rx.await.expect("the other task ran");
+    assert!(
+        ran < started + Duration::from_secs(1),
+        "the other task ran {:?} after the check began: the check held the runtime",
+        ran - started
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,6 +364,7 @@ async fn many_workers_in_one_group_share_the_partitions() {
         3,
         Duration::from_secs(5),
     )
+    .await
     .expect("three workers");
     let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();
     let rec = Recorder {

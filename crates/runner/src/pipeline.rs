@@ -207,14 +207,14 @@ pub async fn build(
         } else {
             config.clone().set("auto.offset.reset", "earliest")
         };
-        let group = k.group.clone();
-        let topic = k.input_topic.clone();
-        let workers = k.workers;
-        tokio::task::spawn_blocking(move || {
-            consumer_group(&config, &group, &[topic.as_str()], workers, connect)
-        })
-        .await
-        .map_err(|e| PipelineError::Config(format!("checking the cluster: {e}")))??
+        consumer_group(
+            &config,
+            &k.group,
+            &[k.input_topic.as_str()],
+            k.workers,
+            connect,
+        )
+        .await?
     };
     let offsets_in_store: Option<Arc<dyn OffsetStore>> = settings.store.offsets.then(|| {
         Arc::new(StoredOffsets {
