@@ -771,20 +771,45 @@ impl<T: Send + 'static> Stream<T> {
         rx
     }
 
-    /// Copies every envelope to `n` streams (its acknowledgement is split:
+    /// Copies every envelope to `N` streams (its acknowledgement is split:
     /// the origin hears once all copies are done, with the worst outcome).
+    ///
+    /// ```
+    /// use sluicegate_core::testing::{AckLog, CollectSink, VecSource};
+    /// use sluicegate_core::{Graph, StageSpec, map};
+    ///
+    /// let mut g = Graph::builder("fan-out");
+    /// let numbers = VecSource::new(vec![1u64, 2, 3], AckLog::new());
+    /// let [audit, main] = g.source("numbers", numbers).broadcast();
+    /// audit.to(StageSpec::new("audit", CollectSink::new()));
+    /// main.via(StageSpec::new("double", map(|n: u64| n * 2)))
+    ///     .to(StageSpec::new("out", CollectSink::new()));
+    /// g.build().expect("a valid graph");
+    /// ```
+    ///
+    /// The number of branches is part of the type, so there is no "fewer
+    /// branches than expected" case to handle, and none at all is refused
+    /// when the program is compiled:
+    ///
+    /// ```compile_fail
+    /// use sluicegate_core::testing::{AckLog, VecSource};
+    /// use sluicegate_core::Graph;
+    ///
+    /// let mut g = Graph::builder("nowhere");
+    /// let [] = g.source("numbers", VecSource::new(vec![1u64], AckLog::new())).broadcast::<0>();
+    /// ```
     ///
     /// # Backpressure
     ///
     /// The slowest branch sets the pace: a copy waits for room in each branch.
-    pub fn broadcast(self, n: usize) -> Vec<Stream<T>>
+    pub fn broadcast<const N: usize>(self) -> [Stream<T>; N]
     where
         T: Clone,
     {
+        const { assert!(N > 0, "broadcast needs at least one branch") };
         let state = self.state.clone();
-        let n = n.max(1);
         let slots: Rc<RefCell<Vec<Option<Outlet<T>>>>> =
-            Rc::new(RefCell::new((0..n).map(|_| None).collect()));
+            Rc::new(RefCell::new((0..N).map(|_| None).collect()));
         let upstream: Rc<RefCell<Option<Stream<T>>>> = Rc::new(RefCell::new(Some(self)));
         let from = upstream
             .borrow()
@@ -792,36 +817,32 @@ impl<T: Send + 'static> Stream<T> {
             .map(|s| s.from.clone())
             .unwrap_or_default();
         let mut st = state.borrow_mut();
-        let ports: Vec<u64> = (0..n).map(|_| st.port(&from.join("+"))).collect();
+        let ports: [u64; N] = std::array::from_fn(|_| st.port(&from.join("+")));
         drop(st);
-        ports
-            .into_iter()
-            .enumerate()
-            .map(|(i, port)| {
-                let slots = slots.clone();
-                let upstream = upstream.clone();
-                Stream {
-                    state: state.clone(),
-                    port,
-                    from: from.clone(),
-                    connect: Box::new(move |st: &mut BuilderState, outlet: Outlet<T>| {
-                        slots.borrow_mut()[i] = Some(outlet);
-                        if slots.borrow().iter().all(Option::is_some) {
-                            let branches = slots.borrow_mut().drain(..).flatten().collect();
-                            if let Some(up) = upstream.borrow_mut().take() {
-                                up.connect_to(
-                                    st,
-                                    Outlet::Broadcast {
-                                        branches,
-                                        clone: T::clone,
-                                    },
-                                );
-                            }
+        std::array::from_fn(|i| {
+            let slots = slots.clone();
+            let upstream = upstream.clone();
+            Stream {
+                state: state.clone(),
+                port: ports[i],
+                from: from.clone(),
+                connect: Box::new(move |st: &mut BuilderState, outlet: Outlet<T>| {
+                    slots.borrow_mut()[i] = Some(outlet);
+                    if slots.borrow().iter().all(Option::is_some) {
+                        let branches = slots.borrow_mut().drain(..).flatten().collect();
+                        if let Some(up) = upstream.borrow_mut().take() {
+                            up.connect_to(
+                                st,
+                                Outlet::Broadcast {
+                                    branches,
+                                    clone: T::clone,
+                                },
+                            );
                         }
-                    }),
-                }
-            })
-            .collect()
+                    }
+                }),
+            }
+        })
     }
 
     /// Splits the stream: envelopes for which `pred` holds go to the first

@@ -200,9 +200,7 @@ async fn run(n: usize, stages: &[StageCfg], shape: Shape, with_dlq: bool) -> (Ac
     match shape {
         Shape::Chain => stream.to(StageSpec::new("sink", CollectSink::new()).capacity(3)),
         Shape::Broadcast => {
-            let mut branches = stream.broadcast(2);
-            let b = branches.pop().expect("two branches");
-            let a = branches.pop().expect("two branches");
+            let [a, b] = stream.broadcast();
             a.to(StageSpec::new("sink-a", CollectSink::new()).capacity(2));
             b.via(
                 StageSpec::new(

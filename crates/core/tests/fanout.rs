@@ -71,15 +71,9 @@ async fn broadcast_from_concurrent_senders_fails_no_copy() {
             )
         })
         .collect();
-    let mut branches = Stream::merge(sources).broadcast(2);
-    branches
-        .pop()
-        .expect("branch")
-        .to(StageSpec::new("b", b.clone()).capacity(1));
-    branches
-        .pop()
-        .expect("branch")
-        .to(StageSpec::new("a", a.clone()).capacity(1));
+    let [to_a, to_b] = Stream::merge(sources).broadcast();
+    to_b.to(StageSpec::new("b", b.clone()).capacity(1));
+    to_a.to(StageSpec::new("a", a.clone()).capacity(1));
     let running = g.build().expect("valid").start().await.expect("starts");
     let report = within(LIMIT, "the graph to finish", running.wait()).await;
     let n = (SOURCES * PER_SOURCE) as usize;

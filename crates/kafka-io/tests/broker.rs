@@ -93,8 +93,7 @@ async fn a_transaction_never_commits_past_a_record_another_branch_holds() {
         ..Recorder::default()
     };
     let mut g = Graph::builder("split");
-    let mut branches = g.source("kafka", source).broadcast(2).into_iter();
-    let (to_txn, to_held) = (branches.next().expect("a"), branches.next().expect("b"));
+    let [to_txn, to_held] = g.source("kafka", source).broadcast();
     to_txn
         .via(StageSpec::new(
             "to-record",

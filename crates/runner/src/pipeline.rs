@@ -422,15 +422,7 @@ pub async fn build(
     } else {
         let sink = KafkaSink::new(&config, k.output_topic.clone())?.preserve_key(true);
         let stats = sink.stats();
-        let mut branches = validated.broadcast(2).into_iter();
-        let (to_store, to_topic) = match (branches.next(), branches.next()) {
-            (Some(a), Some(b)) => (a, b),
-            _ => {
-                return Err(PipelineError::Config(
-                    "broadcast gave fewer than 2 branches".into(),
-                ));
-            }
-        };
+        let [to_store, to_topic] = validated.broadcast();
         with_retried(to_store).to_batch(
             BatchSpec::new("store", store_stage, batch())
                 .capacity(st.store.capacity)
