@@ -14,6 +14,7 @@
 //! - [`mailbox`]: bounded mailboxes and overflow policies.
 //! - [`stage`]: the [`Stage`] and [`BatchStage`] traits and closure adapters.
 //! - [`source`]: the [`Source`] trait.
+//! - [`sources`]: sources from an iterator, a `futures::Stream`, a bounded channel.
 //! - [`graph`]: building a graph in code, running it, shutting it down.
 //! - [`ledger`]: committing a source's offsets with a stage's own work.
 //! - [`metrics`]: counters, snapshots, Prometheus text, the bottleneck.
@@ -37,10 +38,11 @@ pub mod metrics;
 mod outlet;
 pub mod retry;
 pub mod source;
+pub mod sources;
 pub mod stage;
 pub mod testing;
 
-pub use ack::{Ack, AckReceiver, DropReason, IgnoreAcks, Origin, Outcome};
+pub use ack::{Ack, AckCounter, AckReceiver, DropReason, IgnoreAcks, Origin, Outcome};
 pub use envelope::Envelope;
 pub use error::{BoxError, FailureKind, Fatal, GraphError, ItemError, Panicked, Transient};
 pub use graph::{

@@ -207,60 +207,7 @@ fn describe(outcomes: &[Outcome]) -> String {
         .join(", then ")
 }
 
-/// Counts outcomes in constant memory: for long runs and benchmarks, where
-/// an [`AckLog`] (one entry per record) would grow.
-#[derive(Debug, Clone, Default)]
-pub struct AckCounter {
-    inner: Arc<[AtomicU64; 4]>,
-}
-
-impl AckCounter {
-    /// All counts at zero.
-    pub fn new() -> Self {
-        AckCounter::default()
-    }
-
-    fn get(&self, i: usize) -> u64 {
-        self.inner[i].load(Ordering::Relaxed)
-    }
-
-    /// Resolved as delivered.
-    pub fn delivered(&self) -> u64 {
-        self.get(0)
-    }
-
-    /// Resolved as dropped.
-    pub fn dropped(&self) -> u64 {
-        self.get(1)
-    }
-
-    /// Resolved as dead-lettered.
-    pub fn dead_lettered(&self) -> u64 {
-        self.get(2)
-    }
-
-    /// Resolved as failed.
-    pub fn failed(&self) -> u64 {
-        self.get(3)
-    }
-
-    /// Resolved in any way.
-    pub fn resolved(&self) -> u64 {
-        (0..4).map(|i| self.get(i)).sum()
-    }
-}
-
-impl AckReceiver for AckCounter {
-    fn on_ack(&self, _origin: &Origin, outcome: Outcome) {
-        let i = match outcome {
-            Outcome::Delivered => 0,
-            Outcome::Dropped(_) => 1,
-            Outcome::DeadLettered(_) => 2,
-            Outcome::Failed(_) => 3,
-        };
-        self.inner[i].fetch_add(1, Ordering::Relaxed);
-    }
-}
+pub use crate::ack::AckCounter;
 
 /// A source emitting a list of payloads with offsets `0..n`, acknowledged to
 /// an [`AckLog`]. Stops early on shutdown.
