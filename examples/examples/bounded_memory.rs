@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
                 Ok::<_, std::convert::Infallible>(())
             }),
         )
-        .concurrency(2)
+        // blocking(2, ..) runs two at once by itself; the mailbox holds two more.
         .capacity(4),
     );
 

@@ -22,6 +22,7 @@ use crate::stage::{BatchResult, BatchStage, ItemResult, Outputs, Stage};
 pub struct Blocking<F, I, O, E> {
     f: Arc<F>,
     permits: Arc<Semaphore>,
+    max_in_flight: Option<usize>,
     _types: PhantomData<fn(I) -> Result<O, E>>,
 }
 
@@ -33,9 +34,11 @@ pub struct Blocking<F, I, O, E> {
 ///
 /// A bare `spawn_blocking` per message queues without bound inside Tokio;
 /// here a call waits for a permit first, so the stage's input backs up
-/// instead. Give the stage a [`concurrency`](crate::StageSpec::concurrency)
-/// of at least `max_in_flight` so that many run in parallel; use
-/// [`blocking_shared`] to share one budget between several stages.
+/// instead. [`StageSpec::new`](crate::StageSpec::new) gives the stage a
+/// [`concurrency`](crate::StageSpec::concurrency) of `max_in_flight` (and a
+/// mailbox at least that large), so that many run in parallel without
+/// saying it twice; use [`blocking_shared`] to share one budget between
+/// several stages.
 ///
 /// # Panics
 ///
@@ -44,10 +47,16 @@ pub fn blocking<I, O, E, F>(max_in_flight: usize, f: F) -> Blocking<F, I, O, E>
 where
     F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
 {
-    blocking_shared(Arc::new(Semaphore::new(max_in_flight.max(1))), f)
+    let max_in_flight = max_in_flight.max(1);
+    Blocking {
+        max_in_flight: Some(max_in_flight),
+        ..blocking_shared(Arc::new(Semaphore::new(max_in_flight)), f)
+    }
 }
 
-/// Like [`blocking`], drawing permits from a semaphore shared with other stages.
+/// Like [`blocking`], drawing permits from a semaphore shared with other
+/// stages. Set each stage's [`concurrency`](crate::StageSpec::concurrency)
+/// to the share of the budget it may take at once (default one).
 pub fn blocking_shared<I, O, E, F>(permits: Arc<Semaphore>, f: F) -> Blocking<F, I, O, E>
 where
     F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
@@ -55,6 +64,7 @@ where
     Blocking {
         f: Arc::new(f),
         permits,
+        max_in_flight: None,
         _types: PhantomData,
     }
 }
@@ -69,6 +79,10 @@ where
     type In = I;
     type Out = O;
     type Error = E;
+
+    fn concurrency_hint(&self) -> Option<usize> {
+        self.max_in_flight
+    }
 
     async fn process(&self, input: I, _origin: &Origin) -> Result<Outputs<O>, E> {
         // The semaphore is never closed, so acquiring cannot fail.

@@ -142,17 +142,21 @@ pub struct StageSpec<S: Stage> {
 
 impl<S: Stage> StageSpec<S> {
     /// `stage` under `name` (unique in the graph), with a mailbox of
-    /// [`DEFAULT_CAPACITY`], [`Overflow::Block`], one item at a time.
+    /// [`DEFAULT_CAPACITY`], [`Overflow::Block`], one item at a time, or
+    /// as many as the stage's [`concurrency_hint`](Stage::concurrency_hint)
+    /// says (a [`blocking`](crate::blocking) stage's `max_in_flight`, the
+    /// mailbox then at least that large).
     pub fn new(name: impl Into<String>, stage: S) -> Self {
+        let concurrency = stage.concurrency_hint().unwrap_or(1).max(1);
         StageSpec {
             name: name.into(),
             stage,
             mailbox: MailboxSpec {
-                capacity: DEFAULT_CAPACITY,
+                capacity: DEFAULT_CAPACITY.max(concurrency),
                 overflow: Overflow::Block,
                 byte_budget: None,
             },
-            concurrency: 1,
+            concurrency,
             order: Order::Unordered,
             key: None,
             spawn_items: true,

@@ -164,6 +164,16 @@ pub trait Stage: Send + Sync + 'static {
         let _ = error;
         false
     }
+
+    /// How many items this stage is built to process at once, when it
+    /// knows: a [`blocking`](crate::blocking) stage's `max_in_flight`.
+    /// [`StageSpec::new`](crate::StageSpec::new) starts from it instead of
+    /// one (with a mailbox at least that large), so the stage's own bound
+    /// is not undone by a forgotten [`concurrency`](crate::StageSpec::concurrency);
+    /// an explicit `concurrency` still wins.
+    fn concurrency_hint(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The result for one item of a batch.

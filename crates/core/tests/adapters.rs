@@ -52,6 +52,111 @@ async fn map_filter_flat_map_try_map() {
     assert_eq!(acks.delivered(), 7);
 }
 
+/// `blocking(n, f)` runs `n` at once without being told twice: no
+/// `.concurrency(n)`, no `.capacity(..)`. The closures wait for each other
+/// until `n` run at once (at most 5 s each): with the stage one at a time,
+/// as before it said its own concurrency, the most seen at once is 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_sets_its_own_concurrency() {
+    const N: usize = 3;
+    // (calls here now, calls arrived in all)
+    let meet = Arc::new((
+        std::sync::Mutex::new((0usize, 0usize)),
+        std::sync::Condvar::new(),
+    ));
+    let max = Arc::new(AtomicUsize::new(0));
+    let work = {
+        let (meet, max) = (meet.clone(), max.clone());
+        blocking(N, move |x: u64| {
+            let (state, changed) = &*meet;
+            let mut s = state.lock().expect("lock");
+            s.0 += 1;
+            s.1 += 1;
+            max.fetch_max(s.0, Ordering::SeqCst);
+            // This call's round of N ends when the N-th of it arrives.
+            let round_end = s.1.div_ceil(N) * N;
+            changed.notify_all();
+            let (mut s, _) = changed
+                .wait_timeout_while(s, Duration::from_secs(5), |s| s.1 < round_end)
+                .expect("lock");
+            s.0 -= 1;
+            Ok::<_, std::convert::Infallible>(x)
+        })
+    };
+    let spec = StageSpec::new("cpu", work);
+    let acks = AckLog::new();
+    let sink = CollectSink::new();
+    let mut g = Graph::builder("cpu-hint");
+    g.source(
+        "src",
+        VecSource::new((0..(2 * N as u64)).collect(), acks.clone()),
+    )
+    .via(spec)
+    .to(StageSpec::new("sink", sink.clone()));
+    let report = within(LIMIT, "the graph", async {
+        g.build()
+            .expect("valid: the mailbox grew to the concurrency")
+            .start()
+            .await
+            .expect("starts")
+            .wait()
+            .await
+    })
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(max.load(Ordering::SeqCst), N, "calls at once");
+    acks.assert_each_once(2 * N as i64);
+}
+
+/// A hint larger than the default mailbox grows the mailbox with it, and an
+/// explicit concurrency still wins.
+#[test]
+fn the_hint_sizes_the_mailbox_and_explicit_settings_win() {
+    let big = StageSpec::new(
+        "big",
+        blocking(500, |x: u64| Ok::<_, std::convert::Infallible>(x)),
+    );
+    let mut g = Graph::builder("hint");
+    g.source("src", VecSource::new(vec![1u64], AckLog::new()))
+        .via(big)
+        .to(StageSpec::new("sink", CollectSink::new()));
+    assert!(
+        g.build().is_ok(),
+        "a concurrency of 500 got a mailbox of 500"
+    );
+    let small = StageSpec::new(
+        "small",
+        blocking(500, |x: u64| Ok::<_, std::convert::Infallible>(x)),
+    )
+    .capacity(10);
+    let mut g = Graph::builder("hint-small");
+    g.source("src", VecSource::new(vec![1u64], AckLog::new()))
+        .via(small)
+        .to(StageSpec::new("sink", CollectSink::new()));
+    let err = g
+        .build()
+        .err()
+        .expect("capacity 10 below the concurrency 500");
+    assert!(
+        err.to_string().contains("below the concurrency 500"),
+        "{err}"
+    );
+    let explicit = StageSpec::new(
+        "explicit",
+        blocking(500, |x: u64| Ok::<_, std::convert::Infallible>(x)),
+    )
+    .concurrency(2)
+    .capacity(10);
+    let mut g = Graph::builder("hint-explicit");
+    g.source("src", VecSource::new(vec![1u64], AckLog::new()))
+        .via(explicit)
+        .to(StageSpec::new("sink", CollectSink::new()));
+    assert!(
+        g.build().is_ok(),
+        "an explicit concurrency of 2 fits a mailbox of 10"
+    );
+}
+
 /// At most `limit` closures run on the blocking pool at once. The closures
 /// meet at a barrier of `limit`: a smaller bound would deadlock (and time
 /// out), a larger one would be seen in `max`.

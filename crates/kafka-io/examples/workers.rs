@@ -189,11 +189,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|(i, s)| g.source(format!("kafka-{i}"), s))
         .collect();
     Stream::merge(streams)
-        .via(
-            StageSpec::new("fingerprint", blocking(4, work))
-                .concurrency(4)
-                .capacity(8),
-        )
+        .via(StageSpec::new("fingerprint", blocking(4, work)).capacity(8))
         .to(StageSpec::new("out", sink).concurrency(1024).capacity(2048));
     let running = g.build()?.start().await?;
 

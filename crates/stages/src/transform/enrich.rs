@@ -144,11 +144,11 @@ impl EnrichAndHash {
 /// use sluicegate_stages::transform::{enrich_and_hash, EnrichConfig};
 ///
 /// let cores = 2;
+/// // `cores` at once (the stage says so itself), two per core waiting.
 /// let spec = StageSpec::new(
 ///     "enrich",
 ///     enrich_and_hash(EnrichConfig::new(*b"secret", ["email"]).rounds(100), cores),
 /// )
-/// .concurrency(cores)
 /// .capacity(2 * cores);
 /// # drop(spec);
 /// ```
