@@ -35,6 +35,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -659,6 +660,83 @@ impl<T: Send + 'static> Stream<T> {
     fn connect_to(self, st: &mut BuilderState, outlet: Outlet<T>) {
         st.open.remove(&self.port);
         (self.connect)(st, outlet);
+    }
+
+    /// Shorthand for `.via(StageSpec::new(name, map(f)))`: a stage with the
+    /// defaults (a mailbox of [`DEFAULT_CAPACITY`], one item at a time).
+    /// For a capacity, a concurrency or an overflow policy, use
+    /// [`via`](Self::via) with a [`StageSpec`].
+    ///
+    /// ```
+    /// use sluicegate_core::{AckCounter, Graph, sources};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let outcomes = AckCounter::new();
+    /// let mut g = Graph::builder("prices");
+    /// g.source("ingest", sources::from_iter(["1", "2", "x"]).acks(outcomes.clone()))
+    ///     .try_map("parse", |s: &str| s.parse::<u64>())
+    ///     .filter("non-zero", |n: &u64| *n > 0)
+    ///     .map("price", |n: u64| n * 100)
+    ///     .sink("print", |cents: u64| async move {
+    ///         println!("{cents}");
+    ///         Ok::<_, std::convert::Infallible>(())
+    ///     });
+    /// g.build()?.start().await?.wait().await;
+    /// assert_eq!((outcomes.delivered(), outcomes.failed()), (2, 1));
+    /// # Ok(()) }
+    /// ```
+    pub fn map<O, F>(self, name: impl Into<String>, f: F) -> Stream<O>
+    where
+        O: Send + 'static,
+        F: Fn(T) -> O + Send + Sync + 'static,
+    {
+        self.via(StageSpec::new(name, crate::stage::map(f)))
+    }
+
+    /// Shorthand for `.via(StageSpec::new(name, filter(f)))` (see
+    /// [`map`](Self::map)): items for which `f` is false resolve as dropped.
+    pub fn filter<F>(self, name: impl Into<String>, f: F) -> Stream<T>
+    where
+        F: Fn(&T) -> bool + Send + Sync + 'static,
+    {
+        self.via(StageSpec::new(name, crate::stage::filter(f)))
+    }
+
+    /// Shorthand for `.via(StageSpec::new(name, try_map(f)))` (see
+    /// [`map`](Self::map)): an `Err` fails that item (to the dead-letter
+    /// route, if the graph has one).
+    pub fn try_map<O, E, F>(self, name: impl Into<String>, f: F) -> Stream<O>
+    where
+        O: Send + 'static,
+        E: Into<BoxError> + Send + 'static,
+        F: Fn(T) -> Result<O, E> + Send + Sync + 'static,
+    {
+        self.via(StageSpec::new(name, crate::stage::try_map(f)))
+    }
+
+    /// Shorthand for `.via(StageSpec::new(name, then(f)))` (see
+    /// [`map`](Self::map)): an async step, one item at a time.
+    pub fn then<O, E, Fut, F>(self, name: impl Into<String>, f: F) -> Stream<O>
+    where
+        O: Send + 'static,
+        E: Into<BoxError> + Send + 'static,
+        Fut: Future<Output = Result<O, E>> + Send,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+    {
+        self.via(StageSpec::new(name, crate::stage::then(f)))
+    }
+
+    /// Shorthand for `.to(StageSpec::new(name, sink(f)))` (see
+    /// [`map`](Self::map)): ends the stream; an item is delivered once `f`
+    /// returns `Ok`.
+    pub fn sink<E, Fut, F>(self, name: impl Into<String>, f: F)
+    where
+        E: Into<BoxError> + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+    {
+        self.to(StageSpec::new(name, crate::stage::sink(f)))
     }
 
     /// Sends this stream through a stage; returns the stage's output.

@@ -205,3 +205,58 @@ async fn blocking_runs_on_the_pool_with_a_bound() {
         matches!(acks.outcome(7), Some(Outcome::Failed(e)) if e.kind() == FailureKind::Panic && e.message().contains("hash of 7"))
     );
 }
+
+/// The `Stream` shorthands build the same stages as their `StageSpec` forms:
+/// each a named node with the defaults, items through in order, a filtered
+/// item dropped, an `Err` failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_shorthands_build_named_stages() {
+    let acks = AckLog::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut g = Graph::builder("shorthands");
+    g.source(
+        "src",
+        VecSource::new(vec!["1", "0", "x", "4", "5"], acks.clone()),
+    )
+    .try_map("parse", |s: &str| s.parse::<u64>())
+    .filter("non-zero", |n: &u64| *n > 0)
+    .map("price", |n: u64| n * 100)
+    .then("label", |cents: u64| async move {
+        Ok::<_, std::convert::Infallible>(format!("{cents} cents"))
+    })
+    .sink("out", {
+        let seen = seen.clone();
+        move |label: String| {
+            seen.lock().expect("lock").push(label);
+            std::future::ready(Ok::<_, std::convert::Infallible>(()))
+        }
+    });
+    let report = within(LIMIT, "the graph", async {
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait()
+            .await
+    })
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec!["100 cents", "400 cents", "500 cents"]
+    );
+    acks.assert_each_once(5);
+    assert_eq!((acks.delivered(), acks.dropped(), acks.failed()), (3, 1, 1));
+    let names: Vec<&str> = report
+        .snapshot
+        .stages
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for name in ["parse", "non-zero", "price", "label", "out"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let price = report.snapshot.stages.iter().find(|s| s.name == "price");
+    assert_eq!(price.map(|s| (s.concurrency, s.items_in)), Some((1, 3)));
+}
