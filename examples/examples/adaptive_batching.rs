@@ -2,7 +2,7 @@
 //! first item, then gather until 100 items or 50 ms after the first, and
 //! process the whole batch at once (10 ms per batch).
 //!
-//! The seed hand-writes that loop with `timeout`; here it is a `BatchStage`
+//! The seed hand-writes that loop with `timeout`; here it is a `batch_sink`
 //! behind a `BatchSpec` with `BatchConfig::new(100, 50 ms)`, and the runtime
 //! gathers. The producer sends bursts of 200 with 500 ms pauses, like the
 //! seed, plus one short burst of 37 in the middle.
@@ -16,10 +16,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sluicegate_core::stage::ItemResult;
 use sluicegate_core::testing::AckLog;
-use sluicegate_core::{BatchConfig, BatchSpec, BatchStage, BoxError, Envelope, Graph};
-use sluicegate_core::{Origin, Outputs, Source, SourceContext};
+use sluicegate_core::{BatchConfig, BatchSpec, BoxError, Envelope, Graph, batch_sink};
+use sluicegate_core::{Source, SourceContext};
 use sluicegate_examples::{check_nothing_lost, init_tracing};
 use tokio::time::Instant;
 
@@ -60,22 +59,16 @@ impl Source for Bursty {
     }
 }
 
-/// Processes a batch in 10 ms and says how big it was and how long its
-/// oldest item had waited for the batch to close.
-struct Processor {
-    start: Instant,
-}
-
-impl BatchStage for Processor {
-    type In = Item;
-    type Out = ();
-    type Error = std::convert::Infallible;
-
-    async fn process_batch(
-        &self,
-        batch: Vec<Item>,
-        _origins: &[&Origin],
-    ) -> Result<Vec<ItemResult<(), Self::Error>>, Self::Error> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let acks = AckLog::new();
+    let start = Instant::now();
+    let config = BatchConfig::new(MAX_BATCH, Duration::from_millis(50));
+    // Processes a batch in 10 ms and says how big it was and how long its
+    // oldest item had waited for the batch to close. The whole batch
+    // succeeds or fails together (`batch_sink`): no per-item results to build.
+    let process = batch_sink(move |batch: Vec<Item>| async move {
         let waited = batch
             .first()
             .map_or(Duration::ZERO, |i| i.produced.elapsed());
@@ -86,23 +79,15 @@ impl BatchStage for Processor {
         };
         println!(
             "[{:.2}s] processing batch of {:>3} ({why}: first item waited {:>2} ms; last: {})",
-            self.start.elapsed().as_secs_f64(),
+            start.elapsed().as_secs_f64(),
             batch.len(),
             waited.as_millis(),
             batch.last().map_or("-", |i| i.label.as_str()),
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-        Ok(batch.iter().map(|_| Ok(Outputs::one(()))).collect())
-    }
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    init_tracing();
-    let acks = AckLog::new();
-    let start = Instant::now();
-    let config = BatchConfig::new(MAX_BATCH, Duration::from_millis(50));
-    let spec = BatchSpec::new("batch", Processor { start }, config);
+        Ok::<_, std::convert::Infallible>(())
+    });
+    let spec = BatchSpec::new("batch", process, config);
 
     let mut g = Graph::builder("adaptive-batching");
     let bursty = Bursty {

@@ -228,6 +228,58 @@ pub trait BatchStage: Send + Sync + 'static {
     }
 }
 
+/// A terminal batch stage from an async closure over the whole batch. See
+/// [`batch_sink`].
+pub struct BatchSink<F, T, E> {
+    f: F,
+    _types: PhantomData<fn(Vec<T>) -> E>,
+}
+
+/// A terminal [`BatchStage`] from an async closure that takes a whole batch
+/// (write these rows, send this request) and succeeds or fails for all of
+/// it: `Ok(())` delivers every item of the batch, an `Err` fails every
+/// item with that error. For a result per item, implement [`BatchStage`].
+///
+/// ```
+/// use std::time::Duration;
+/// use sluicegate_core::{BatchConfig, BatchSpec, batch_sink};
+///
+/// let write = batch_sink(|rows: Vec<String>| async move {
+///     println!("writing {} rows in one request", rows.len());
+///     Ok::<_, std::io::Error>(())
+/// });
+/// let spec = BatchSpec::new("write", write, BatchConfig::new(500, Duration::from_millis(50)));
+/// # drop(spec);
+/// ```
+pub fn batch_sink<T, E, Fut, F>(f: F) -> BatchSink<F, T, E>
+where
+    Fut: Future<Output = Result<(), E>> + Send,
+    F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+{
+    BatchSink {
+        f,
+        _types: PhantomData,
+    }
+}
+
+impl<T, E, Fut, F> BatchStage for BatchSink<F, T, E>
+where
+    T: Send + 'static,
+    E: Into<BoxError> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+{
+    type In = T;
+    type Out = ();
+    type Error = E;
+
+    async fn process_batch(&self, batch: Vec<T>, _origins: &[&Origin]) -> BatchResult<(), E> {
+        let n = batch.len();
+        (self.f)(batch).await?;
+        Ok((0..n).map(|_| Ok(Outputs::one(()))).collect())
+    }
+}
+
 /// A stage from a plain function: one output per input. See [`map`].
 pub struct Map<F, I, O> {
     f: F,

@@ -305,3 +305,61 @@ async fn a_fatal_batch_error_keeps_its_source() {
         "source() is the store's error"
     );
 }
+
+/// `batch_sink`: a closure over the whole batch. Batches of 4 (the deadline
+/// an hour, so only size or the end closes one): the batch holding 5 fails
+/// as a whole, every item of it with the closure's error; the others are
+/// delivered.
+#[tokio::test(start_paused = true)]
+async fn a_batch_sink_delivers_or_fails_the_whole_batch() {
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let write = sluicegate_core::batch_sink({
+        let batches = batches.clone();
+        move |rows: Vec<u64>| {
+            let ok = !rows.contains(&5);
+            batches.lock().expect("lock").push(rows);
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err("the batch holding 5 is refused")
+                }
+            }
+        }
+    });
+    let acks = AckLog::new();
+    let mut g = Graph::builder("batch-sink");
+    g.source("src", VecSource::new((0..10u64).collect(), acks.clone()))
+        .to_batch(
+            BatchSpec::new(
+                "write",
+                write,
+                BatchConfig::new(4, Duration::from_secs(3600)),
+            )
+            .capacity(8),
+        );
+    let report = within(LIMIT, "the graph", async {
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait()
+            .await
+    })
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        *batches.lock().expect("lock"),
+        vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]
+    );
+    acks.assert_each_once(10);
+    assert_eq!((acks.delivered(), acks.failed()), (6, 4));
+    for offset in 4..8 {
+        assert!(
+            matches!(acks.outcome(offset), Some(Outcome::Failed(e)) if e.message().contains("the batch holding 5 is refused")),
+            "offset {offset}: {:?}",
+            acks.outcome(offset)
+        );
+    }
+}
