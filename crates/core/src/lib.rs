@@ -55,7 +55,7 @@ pub use metrics::{Bottleneck, Metrics, Snapshot};
 pub use retry::RetryPolicy;
 pub use source::{EmitError, EmitPermit, EmitStop, Source, SourceContext};
 pub use stage::{
-    BatchStage, Outputs, Stage, batch_sink, blocking, blocking_batch, blocking_shared, filter,
-    flat_map, map, sink, then, try_map,
+    BatchStage, Outputs, Stage, SyncStage, batch_sink, blocking, blocking_batch, blocking_shared,
+    filter, flat_map, map, sink, then, try_map,
 };
 pub use tokio_util::sync::CancellationToken;

@@ -176,6 +176,83 @@ pub trait Stage: Send + Sync + 'static {
     }
 }
 
+/// A step that finishes each input without waiting for anything (parse,
+/// validate, convert): a [`Stage`] without the `async`. Every `SyncStage`
+/// is a `Stage` (a blanket impl wraps its result in a ready future), so it
+/// goes into a [`StageSpec`](crate::StageSpec) like any other.
+///
+/// ```
+/// use sluicegate_core::{Origin, Outputs, StageSpec, SyncStage};
+///
+/// struct Upper;
+///
+/// impl SyncStage for Upper {
+///     type In = String;
+///     type Out = String;
+///     type Error = std::convert::Infallible;
+///
+///     fn process_sync(&self, input: String, _origin: &Origin) -> Result<Outputs<String>, Self::Error> {
+///         Ok(Outputs::one(input.to_uppercase()))
+///     }
+/// }
+///
+/// let spec = StageSpec::new("upper", Upper);
+/// # drop(spec);
+/// ```
+///
+/// Work that takes long on the CPU belongs on the blocking pool instead
+/// ([`blocking`], [`blocking_batch`]): a sync stage runs on the async
+/// workers.
+pub trait SyncStage: Send + Sync + 'static {
+    /// The input payload.
+    type In: Send + 'static;
+    /// The output payload.
+    type Out: Send + 'static;
+    /// The per-item error.
+    type Error: Into<BoxError> + Send + 'static;
+
+    /// Processes one input.
+    fn process_sync(
+        &self,
+        input: Self::In,
+        origin: &Origin,
+    ) -> Result<Outputs<Self::Out>, Self::Error>;
+
+    /// Whether `error` should stop the whole graph: see [`Stage::is_fatal`].
+    fn is_fatal(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
+    /// Whether a later attempt may succeed: see [`Stage::is_transient`].
+    fn is_transient(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+}
+
+impl<S: SyncStage> Stage for S {
+    type In = S::In;
+    type Out = S::Out;
+    type Error = S::Error;
+
+    fn process(
+        &self,
+        input: S::In,
+        origin: &Origin,
+    ) -> impl Future<Output = Result<Outputs<S::Out>, S::Error>> + Send {
+        std::future::ready(self.process_sync(input, origin))
+    }
+
+    fn is_fatal(&self, error: &S::Error) -> bool {
+        SyncStage::is_fatal(self, error)
+    }
+
+    fn is_transient(&self, error: &S::Error) -> bool {
+        SyncStage::is_transient(self, error)
+    }
+}
+
 /// The result for one item of a batch.
 pub type ItemResult<Out, E> = Result<Outputs<Out>, E>;
 
@@ -297,7 +374,7 @@ where
     }
 }
 
-impl<I, O, F> Stage for Map<F, I, O>
+impl<I, O, F> SyncStage for Map<F, I, O>
 where
     I: Send + 'static,
     O: Send + 'static,
@@ -307,12 +384,8 @@ where
     type Out = O;
     type Error = std::convert::Infallible;
 
-    fn process(
-        &self,
-        input: I,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<O>, Self::Error>> + Send {
-        std::future::ready(Ok(Outputs::one((self.f)(input))))
+    fn process_sync(&self, input: I, _origin: &Origin) -> Result<Outputs<O>, Self::Error> {
+        Ok(Outputs::one((self.f)(input)))
     }
 }
 
@@ -334,7 +407,7 @@ where
     }
 }
 
-impl<T, F> Stage for Filter<F, T>
+impl<T, F> SyncStage for Filter<F, T>
 where
     T: Send + 'static,
     F: Fn(&T) -> bool + Send + Sync + 'static,
@@ -343,17 +416,12 @@ where
     type Out = T;
     type Error = std::convert::Infallible;
 
-    fn process(
-        &self,
-        input: T,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<T>, Self::Error>> + Send {
-        let out = if (self.f)(&input) {
+    fn process_sync(&self, input: T, _origin: &Origin) -> Result<Outputs<T>, Self::Error> {
+        Ok(if (self.f)(&input) {
             Outputs::one(input)
         } else {
             Outputs::none()
-        };
-        std::future::ready(Ok(out))
+        })
     }
 }
 
@@ -375,7 +443,7 @@ where
     }
 }
 
-impl<I, O, It, F> Stage for FlatMap<F, I, O>
+impl<I, O, It, F> SyncStage for FlatMap<F, I, O>
 where
     I: Send + 'static,
     O: Send + 'static,
@@ -386,12 +454,8 @@ where
     type Out = O;
     type Error = std::convert::Infallible;
 
-    fn process(
-        &self,
-        input: I,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<O>, Self::Error>> + Send {
-        std::future::ready(Ok(Outputs::many((self.f)(input).into_iter().collect())))
+    fn process_sync(&self, input: I, _origin: &Origin) -> Result<Outputs<O>, Self::Error> {
+        Ok(Outputs::many((self.f)(input).into_iter().collect()))
     }
 }
 
@@ -413,7 +477,7 @@ where
     }
 }
 
-impl<I, O, E, F> Stage for TryMap<F, I, O, E>
+impl<I, O, E, F> SyncStage for TryMap<F, I, O, E>
 where
     I: Send + 'static,
     O: Send + 'static,
@@ -424,12 +488,8 @@ where
     type Out = O;
     type Error = E;
 
-    fn process(
-        &self,
-        input: I,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<O>, E>> + Send {
-        std::future::ready((self.f)(input).map(Outputs::one))
+    fn process_sync(&self, input: I, _origin: &Origin) -> Result<Outputs<O>, E> {
+        (self.f)(input).map(Outputs::one)
     }
 }
 

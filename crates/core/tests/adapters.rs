@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use sluicegate_core::testing::{AckLog, CollectSink, VecSource, within};
 use sluicegate_core::{
-    FailureKind, Graph, Outcome, StageSpec, blocking, filter, flat_map, map, try_map,
+    FailureKind, Graph, Origin, Outcome, Outputs, StageSpec, blocking, filter, flat_map, map,
+    try_map,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -259,4 +260,68 @@ async fn stream_shorthands_build_named_stages() {
     }
     let price = report.snapshot.stages.iter().find(|s| s.name == "price");
     assert_eq!(price.map(|s| (s.concurrency, s.items_in)), Some((1, 3)));
+}
+
+/// A `SyncStage` is a `Stage`: its outputs go on, an `Err` fails that item,
+/// and an error it calls fatal stops the graph (the blanket impl carries
+/// `is_fatal` over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_stage_runs_as_a_stage_with_its_error_rules() {
+    struct Halve;
+    impl sluicegate_core::SyncStage for Halve {
+        type In = u64;
+        type Out = u64;
+        type Error = String;
+        fn process_sync(&self, n: u64, _origin: &Origin) -> Result<Outputs<u64>, String> {
+            match n {
+                99 => Err("99 is the end".into()),
+                n if n % 2 == 1 => Err(format!("{n} is odd")),
+                n => Ok(Outputs::one(n / 2)),
+            }
+        }
+        fn is_fatal(&self, error: &String) -> bool {
+            error.contains("the end")
+        }
+    }
+    let acks = AckLog::new();
+    let sink = CollectSink::new();
+    let mut g = Graph::builder("sync");
+    g.source("src", VecSource::new(vec![2u64, 3, 4], acks.clone()))
+        .via(StageSpec::new("halve", Halve))
+        .to(StageSpec::new("sink", sink.clone()));
+    let report = within(LIMIT, "the graph", async {
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait()
+            .await
+    })
+    .await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(sink.items(), vec![1, 2]);
+    acks.assert_each_once(3);
+    assert!(matches!(acks.outcome(1), Some(Outcome::Failed(e)) if e.message() == "3 is odd"));
+
+    let acks = AckLog::new();
+    let mut g = Graph::builder("sync-fatal");
+    g.source("src", VecSource::new(vec![2u64, 99], acks.clone()))
+        .via(StageSpec::new("halve", Halve))
+        .to(StageSpec::new("sink", CollectSink::new()));
+    let report = within(LIMIT, "the graph", async {
+        g.build()
+            .expect("valid")
+            .start()
+            .await
+            .expect("starts")
+            .wait()
+            .await
+    })
+    .await;
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(
+        report.errors[0].to_string().contains("99 is the end"),
+        "{report:?}"
+    );
 }

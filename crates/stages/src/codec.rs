@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sluicegate_core::{Origin, Outputs, Stage};
+use sluicegate_core::{Origin, Outputs, SyncStage};
 
 /// The deepest nesting of arrays and objects JSON decoding accepts
 /// (serde_json's built-in recursion limit of 128 allows 127 levels); deeper
@@ -365,7 +365,7 @@ pub fn decode<T, C: Codec<T>>(codec: C) -> Decode<T, C> {
     }
 }
 
-impl<T, C> Stage for Decode<T, C>
+impl<T, C> SyncStage for Decode<T, C>
 where
     T: Send + 'static,
     C: Codec<T>,
@@ -374,12 +374,8 @@ where
     type Out = T;
     type Error = CodecError;
 
-    fn process(
-        &self,
-        input: Bytes,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<T>, CodecError>> + Send {
-        std::future::ready(self.codec.decode(&input).map(Outputs::one))
+    fn process_sync(&self, input: Bytes, _origin: &Origin) -> Result<Outputs<T>, CodecError> {
+        self.codec.decode(&input).map(Outputs::one)
     }
 }
 
@@ -397,7 +393,7 @@ pub fn encode<T, C: Codec<T>>(codec: C) -> Encode<T, C> {
     }
 }
 
-impl<T, C> Stage for Encode<T, C>
+impl<T, C> SyncStage for Encode<T, C>
 where
     T: Send + 'static,
     C: Codec<T>,
@@ -406,16 +402,10 @@ where
     type Out = Bytes;
     type Error = CodecError;
 
-    fn process(
-        &self,
-        input: T,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<Bytes>, CodecError>> + Send {
-        std::future::ready(
-            self.codec
-                .encode(&input)
-                .map(|v| Outputs::one(Bytes::from(v))),
-        )
+    fn process_sync(&self, input: T, _origin: &Origin) -> Result<Outputs<Bytes>, CodecError> {
+        self.codec
+            .encode(&input)
+            .map(|v| Outputs::one(Bytes::from(v)))
     }
 }
 

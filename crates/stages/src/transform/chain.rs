@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use sluicegate_core::{BoxError, Origin, Outputs, Stage};
+use sluicegate_core::{BoxError, Origin, Outputs, SyncStage};
 
 /// A transform step failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,19 +149,13 @@ impl<I: Send + 'static, O: Send + 'static> Transform<I, O> {
     }
 }
 
-impl<I: Send + 'static, O: Send + 'static> Stage for Transform<I, O> {
+impl<I: Send + 'static, O: Send + 'static> SyncStage for Transform<I, O> {
     type In = I;
     type Out = O;
     type Error = TransformError;
 
-    fn process(
-        &self,
-        input: I,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<O>, TransformError>> + Send {
-        let out = self
-            .apply(input)
-            .map(|o| o.map_or_else(Outputs::none, Outputs::one));
-        std::future::ready(out)
+    fn process_sync(&self, input: I, _origin: &Origin) -> Result<Outputs<O>, TransformError> {
+        self.apply(input)
+            .map(|o| o.map_or_else(Outputs::none, Outputs::one))
     }
 }

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sluicegate_core::{Origin, Outputs, Stage};
+use sluicegate_core::{Origin, Outputs, SyncStage};
 
 use super::TransformError;
 use crate::Record;
@@ -31,23 +31,18 @@ pub fn typed<T: DeserializeOwned + Send + 'static>() -> Typed<T> {
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> Stage for Typed<T> {
+impl<T: DeserializeOwned + Send + 'static> SyncStage for Typed<T> {
     type In = Record;
     type Out = T;
     type Error = TransformError;
 
-    fn process(
-        &self,
-        input: Record,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<T>, TransformError>> + Send {
-        let out = serde_json::from_value(Value::Object(input))
+    fn process_sync(&self, input: Record, _origin: &Origin) -> Result<Outputs<T>, TransformError> {
+        serde_json::from_value(Value::Object(input))
             .map(Outputs::one)
             .map_err(|e| TransformError::Convert {
                 target: short_name::<T>(),
                 message: e.to_string(),
-            });
-        std::future::ready(out)
+            })
     }
 }
 
@@ -64,28 +59,23 @@ pub fn untyped<T: Serialize + Send + 'static>() -> Untyped<T> {
     }
 }
 
-impl<T: Serialize + Send + 'static> Stage for Untyped<T> {
+impl<T: Serialize + Send + 'static> SyncStage for Untyped<T> {
     type In = T;
     type Out = Record;
     type Error = TransformError;
 
-    fn process(
-        &self,
-        input: T,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<Record>, TransformError>> + Send {
+    fn process_sync(&self, input: T, _origin: &Origin) -> Result<Outputs<Record>, TransformError> {
         let fail = |message: String| TransformError::NotARecord {
             source_type: short_name::<T>(),
             message,
         };
-        let out = match serde_json::to_value(&input) {
+        match serde_json::to_value(&input) {
             Ok(Value::Object(record)) => Ok(Outputs::one(record)),
             Ok(other) => Err(fail(format!(
                 "serializes to {}",
                 crate::validate::type_name(&other)
             ))),
             Err(e) => Err(fail(e.to_string())),
-        };
-        std::future::ready(out)
+        }
     }
 }

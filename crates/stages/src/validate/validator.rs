@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use regex::Regex;
 use serde_json::Value;
-use sluicegate_core::{Origin, Outputs, Stage};
+use sluicegate_core::{Origin, Outputs, SyncStage};
 
 use super::field::{CompiledField, Field, FieldRule, excerpt, type_name};
 use crate::Record;
@@ -449,16 +449,12 @@ fn into_record(value: Value) -> Result<Record, Rejection> {
     }
 }
 
-impl Stage for Validator {
+impl SyncStage for Validator {
     type In = Bytes;
     type Out = Record;
     type Error = Rejection;
 
-    fn process(
-        &self,
-        input: Bytes,
-        _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<Record>, Rejection>> + Send {
-        std::future::ready(self.validate(&input).map(Outputs::one))
+    fn process_sync(&self, input: Bytes, _origin: &Origin) -> Result<Outputs<Record>, Rejection> {
+        self.validate(&input).map(Outputs::one)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, ValidationError};
 use serde_json::Value;
-use sluicegate_core::{Origin, Outputs, Stage};
+use sluicegate_core::{Origin, Outputs, SyncStage};
 
 use super::error::SchemaError;
 use super::rejection::{SchemaRejection, Violation};
@@ -232,17 +232,17 @@ impl SchemaValidator {
     }
 }
 
-impl Stage for SchemaValidator {
+impl SyncStage for SchemaValidator {
     type In = Value;
     type Out = Value;
     type Error = SchemaRejection;
 
-    fn process(
+    fn process_sync(
         &self,
         input: Value,
         _origin: &Origin,
-    ) -> impl Future<Output = Result<Outputs<Value>, SchemaRejection>> + Send {
-        std::future::ready(self.validate(input).map(Outputs::one))
+    ) -> Result<Outputs<Value>, SchemaRejection> {
+        self.validate(input).map(Outputs::one)
     }
 }
 
