@@ -34,6 +34,27 @@ pub async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> F::Output
     }
 }
 
+/// Builds, starts and runs `graph` until it ends by itself (its sources
+/// done, everything drained), within `limit`, and returns its report.
+///
+/// # Panics
+///
+/// When the graph does not build or start (with the error), or does not end
+/// within `limit`.
+pub async fn run_to_end(graph: crate::GraphBuilder, limit: Duration) -> crate::Report {
+    within(limit, "the graph to end by itself", async {
+        let built = graph
+            .build()
+            .unwrap_or_else(|e| panic!("the graph does not build: {e}"));
+        let running = built
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("the graph does not start: {e}"));
+        running.wait().await
+    })
+    .await
+}
+
 /// Records every acknowledgement a source receives, keyed by offset, and
 /// counts how many times each offset resolved: an acknowledgement resolves
 /// exactly once, so a second resolution is a bug that [`AckLog::outcome`]

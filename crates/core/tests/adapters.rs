@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use sluicegate_core::testing::{AckLog, CollectSink, VecSource, within};
+use sluicegate_core::testing::{AckLog, CollectSink, VecSource, run_to_end, within};
 use sluicegate_core::{
     FailureKind, Graph, Origin, Outcome, Outputs, StageSpec, blocking, filter, flat_map, map,
     try_map,
@@ -94,16 +94,8 @@ async fn blocking_sets_its_own_concurrency() {
     )
     .via(spec)
     .to(StageSpec::new("sink", sink.clone()));
-    let report = within(LIMIT, "the graph", async {
-        g.build()
-            .expect("valid: the mailbox grew to the concurrency")
-            .start()
-            .await
-            .expect("starts")
-            .wait()
-            .await
-    })
-    .await;
+    // Builds only if the mailbox grew to the concurrency.
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(max.load(Ordering::SeqCst), N, "calls at once");
     acks.assert_each_once(2 * N as i64);
@@ -232,16 +224,7 @@ async fn stream_shorthands_build_named_stages() {
             std::future::ready(Ok::<_, std::convert::Infallible>(()))
         }
     });
-    let report = within(LIMIT, "the graph", async {
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait()
-            .await
-    })
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         *seen.lock().expect("lock"),
@@ -289,16 +272,7 @@ async fn a_sync_stage_runs_as_a_stage_with_its_error_rules() {
     g.source("src", VecSource::new(vec![2u64, 3, 4], acks.clone()))
         .via(StageSpec::new("halve", Halve))
         .to(StageSpec::new("sink", sink.clone()));
-    let report = within(LIMIT, "the graph", async {
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait()
-            .await
-    })
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(sink.items(), vec![1, 2]);
     acks.assert_each_once(3);
@@ -309,16 +283,7 @@ async fn a_sync_stage_runs_as_a_stage_with_its_error_rules() {
     g.source("src", VecSource::new(vec![2u64, 99], acks.clone()))
         .via(StageSpec::new("halve", Halve))
         .to(StageSpec::new("sink", CollectSink::new()));
-    let report = within(LIMIT, "the graph", async {
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait()
-            .await
-    })
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert_eq!(report.errors.len(), 1, "{report:?}");
     assert!(
         report.errors[0].to_string().contains("99 is the end"),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{PhasedSource, quiesce};
-use sluicegate_core::testing::{AckLog, CollectSink, VecSource, within};
+use sluicegate_core::testing::{AckLog, CollectSink, VecSource, run_to_end, within};
 use sluicegate_core::{
     BatchConfig, BatchSpec, BatchStage, Graph, Origin, Outcome, Outputs, StageSpec,
 };
@@ -338,16 +338,7 @@ async fn a_batch_sink_delivers_or_fails_the_whole_batch() {
             )
             .capacity(8),
         );
-    let report = within(LIMIT, "the graph", async {
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait()
-            .await
-    })
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         *batches.lock().expect("lock"),

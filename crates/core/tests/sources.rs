@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sluicegate_core::testing::{AckLog, CollectSink, Gate, GatedSink, within};
+use sluicegate_core::testing::{AckLog, CollectSink, Gate, GatedSink, run_to_end, within};
 use sluicegate_core::{AckCounter, Graph, Origin, Outputs, Stage, StageSpec, map, sources};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -38,16 +38,7 @@ async fn an_iterator_goes_through_in_order_with_its_offsets() {
     )
     .via(StageSpec::new("double", map(|n: u64| n * 2)).capacity(4))
     .to(StageSpec::new("out", out.clone()).capacity(4));
-    let report = within(LIMIT, "the graph", async {
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait()
-            .await
-    })
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     let items = out.0.items();
     let expected: Vec<(u64, Origin)> = (0..1_000u64)
@@ -67,16 +58,7 @@ async fn a_stream_and_a_counter() {
     g.source("words", sources::from_stream(stream).acks(counts.clone()))
         .via(StageSpec::new("len", map(|w: &str| w.len())))
         .to(StageSpec::new("out", out.clone()));
-    let report = within(LIMIT, "the graph", async {
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait()
-            .await
-    })
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(out.items(), vec![1, 2, 3]);
     assert_eq!((counts.delivered(), counts.resolved()), (3, 3));

@@ -345,8 +345,9 @@ fn store_offsets_kill_9_attempts_each_row_once() {
 /// Scenario 2: a real broker outage. The broker process (one of its own,
 /// so the other tests keep theirs) is stopped for 30 s mid-run and started
 /// again with its data. The input is larger than what the consumer may
-/// prefetch, so the pipeline runs dry while the broker is down; commits
-/// fail meanwhile; it resumes by itself, memory stays bounded, nothing is
+/// prefetch, so the pipeline runs dry while the broker is down; records
+/// still in the (slowed) store when it stops finish meanwhile, and their
+/// commits fail; it resumes by itself, memory stays bounded, nothing is
 /// lost.
 #[test]
 fn broker_outage_then_recovery_loses_nothing() {
@@ -354,6 +355,12 @@ fn broker_outage_then_recovery_loses_nothing() {
     let broker = Broker::start("outage");
     let cluster = Cluster::real_on(&broker.address(), "outage", 8, records, 0.02);
     let p = Pipeline::new(&cluster, "outage", records, 0.02);
+    // Each store batch takes 0.5 s (a trigger), so thousands of records the
+    // output topic already took are still waiting for the store when the
+    // broker stops: they finish during the outage, and committing them must
+    // fail. (At full speed the store could finish them, and their commits
+    // succeed, while the broker is still shutting down.)
+    slow_store(&p.table, 0.5);
     let (mut child, log) = p.spawn(&[
         "--hash-rounds",
         "100",
@@ -429,6 +436,7 @@ fn broker_outage_then_recovery_loses_nothing() {
         peak < before + (64 << 20),
         "memory bounded during the outage: {before} -> {peak}"
     );
+    drop_slow_store(&p.table);
 }
 
 /// The resident set of process `pid`, bytes.
