@@ -2,12 +2,13 @@
 //! store's transient failures, a sink's failed deliveries, an aborted
 //! transaction.
 //!
-//! The wait doubles from [`RetryPolicy::initial_backoff`] and never exceeds
-//! [`RetryPolicy::max_backoff`] (capped exponential backoff). With jitter on
-//! (the default) each wait is drawn uniformly from the upper half of that
-//! value, so many workers that failed at the same moment (a database
-//! restarting, a broker's leader moving) do not all retry at the same
-//! moment again, while every wait stays at least half the nominal one.
+//! The nominal wait doubles from [`RetryPolicy::initial_backoff`] and never
+//! exceeds [`RetryPolicy::max_backoff`] (capped exponential backoff). With
+//! jitter on (the default) each wait is drawn uniformly between the nominal
+//! wait and half as long again, so many workers that failed at the same
+//! moment (a database restarting, a broker's leader moving) do not all
+//! retry at the same moment again, while no wait is shorter than the
+//! nominal one: jitter never makes a policy less patient.
 //!
 //! ```
 //! use std::time::Duration;
@@ -40,13 +41,14 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// The longest nominal wait between attempts.
     pub max_backoff: Duration,
-    /// Whether each wait is drawn from the upper half of its nominal value.
+    /// Whether each wait is drawn between its nominal value and 1.5 times
+    /// it.
     pub jitter: bool,
 }
 
 impl Default for RetryPolicy {
-    /// 6 attempts, waiting about 100 ms, 200 ms, ... up to 5 s (at most
-    /// 3.1 s in all before the sixth), with jitter.
+    /// 6 attempts, waiting 100 ms, 200 ms, ... up to 5 s (3.1 s in all
+    /// before the sixth), each up to half as long again with jitter.
     fn default() -> Self {
         RetryPolicy::new(6, Duration::from_millis(100), Duration::from_secs(5))
     }
@@ -115,15 +117,14 @@ impl RetryPolicy {
     }
 
     /// The wait before retry `retry`: [`nominal_backoff`](Self::nominal_backoff),
-    /// or with jitter a uniformly random wait between half of it and all
-    /// of it.
+    /// or with jitter a uniformly random wait between it and 1.5 times it
+    /// (so at most 1.5 × `max_backoff`).
     pub fn backoff(&self, retry: u32) -> Duration {
         let nominal = self.nominal_backoff(retry);
         if !self.jitter || nominal.is_zero() {
             return nominal;
         }
-        let half = nominal / 2;
-        half + (nominal - half).mul_f64(unit_random())
+        nominal.saturating_add((nominal / 2).mul_f64(unit_random()))
     }
 }
 
@@ -161,30 +162,38 @@ mod tests {
                 Duration::from_secs(5),
                 "retry {retry}"
             );
-            assert!(p.backoff(retry) <= Duration::from_secs(5), "retry {retry}");
+            let wait = p.backoff(retry);
+            assert!(
+                wait >= Duration::from_secs(5) && wait <= Duration::from_millis(7_500),
+                "retry {retry}: {wait:?}"
+            );
         }
-        let huge = RetryPolicy::new(3, Duration::MAX, Duration::MAX).jitter(false);
-        assert_eq!(huge.backoff(40), Duration::from_nanos(u64::MAX));
+        let huge = RetryPolicy::new(3, Duration::MAX, Duration::MAX);
+        assert_eq!(huge.nominal_backoff(40), Duration::from_nanos(u64::MAX));
+        assert!(huge.backoff(40) >= Duration::from_nanos(u64::MAX));
     }
 
+    /// Jitter only lengthens a wait, never shortens it: a policy with jitter
+    /// is at least as patient as without (a transactional sink waiting out
+    /// a rebalance gave up too soon when jitter halved its waits).
     #[test]
-    fn jitter_stays_in_the_upper_half_and_spreads() {
+    fn jitter_only_lengthens_and_spreads() {
         let p = RetryPolicy::new(5, 100 * MS, Duration::from_secs(5));
         let nominal = p.nominal_backoff(3); // 400 ms
         assert_eq!(nominal, 400 * MS);
         let waits: Vec<Duration> = (0..2000).map(|_| p.backoff(3)).collect();
         for w in &waits {
             assert!(
-                *w >= 200 * MS && *w <= 400 * MS,
-                "{w:?} outside [200 ms, 400 ms]"
+                *w >= 400 * MS && *w <= 600 * MS,
+                "{w:?} outside [400 ms, 600 ms]"
             );
         }
-        // Uniform over [200, 400] ms: 2,000 draws all above 240 ms, or all
-        // below 360 ms, has a chance of 0.8^2000.
+        // Uniform over [400, 600] ms: 2,000 draws all above 440 ms, or all
+        // below 560 ms, has a chance of 0.8^2000.
         let min = waits.iter().min().copied().unwrap_or_default();
         let max = waits.iter().max().copied().unwrap_or_default();
-        assert!(min < 240 * MS, "no draw below 240 ms: min {min:?}");
-        assert!(max > 360 * MS, "no draw above 360 ms: max {max:?}");
+        assert!(min < 440 * MS, "no draw below 440 ms: min {min:?}");
+        assert!(max > 560 * MS, "no draw above 560 ms: max {max:?}");
     }
 
     #[test]

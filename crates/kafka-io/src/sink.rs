@@ -217,7 +217,8 @@ impl KafkaSink {
     }
 
     /// The first retry's delay, doubling each time up to the policy's cap
-    /// (default 100 ms, capped at 5 s, with jitter; see [`RetryPolicy`]).
+    /// (default 100 ms, capped at 5 s, each wait up to half as long again
+    /// with jitter; see [`RetryPolicy`]).
     pub fn backoff(mut self, backoff: Duration) -> Self {
         self.retry = self.retry.initial_backoff(backoff);
         self

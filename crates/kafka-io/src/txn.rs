@@ -213,7 +213,10 @@ impl KafkaTxnSink {
             source: source.clone(),
             init_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
-            retry: RetryPolicy::new(3, Duration::from_millis(100), Duration::from_secs(5)),
+            // Six attempts wait 3.1 s in all: long enough for a rebalance to
+            // reach this member (until it does, the transaction's offsets are
+            // refused with ILLEGAL_GENERATION).
+            retry: RetryPolicy::new(6, Duration::from_millis(100), Duration::from_secs(5)),
             gap_wait: Duration::from_secs(1),
             hold_before_commit: Duration::ZERO,
             idle_commit_interval: Duration::from_secs(1),
@@ -239,22 +242,23 @@ impl KafkaTxnSink {
     }
 
     /// Transactions tried per batch before the sink gives up and stops the
-    /// graph (default 3).
+    /// graph (default 6: 3.1 s of waits in all, so that a rebalance, during
+    /// which the group refuses the transaction's offsets, can finish).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.retry = self.retry.max_attempts(attempts);
         self
     }
 
     /// The delay before the first retry of an aborted batch, doubling each
-    /// time up to the policy's cap (default 100 ms, capped at 5 s, with
-    /// jitter; see [`RetryPolicy`]).
+    /// time up to the policy's cap (default 100 ms, capped at 5 s, each wait
+    /// up to half as long again with jitter; see [`RetryPolicy`]).
     pub fn backoff(mut self, backoff: Duration) -> Self {
         self.retry = self.retry.initial_backoff(backoff);
         self
     }
 
     /// The whole retry policy: attempts, first and longest wait, jitter
-    /// (default 3 attempts, 100 ms doubling up to 5 s, with jitter).
+    /// (default 6 attempts, 100 ms doubling up to 5 s, with jitter).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self

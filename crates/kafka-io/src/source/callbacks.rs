@@ -172,6 +172,15 @@ impl ConsumerContext for Callbacks {
             .stats
             .revocations
             .fetch_add(1, Ordering::Relaxed);
+        // 0. A transactional sink sends its offsets with the group's
+        // generation. With cooperative assignment the generation has
+        // already moved on when the revocation comes, and the consume loop,
+        // which keeps it current, is waiting here: without this refresh the
+        // sink's transactions are refused (ILLEGAL_GENERATION) while this
+        // callback waits for their records, until one side gives up.
+        if self.shared.transactional.load(Ordering::SeqCst) {
+            self.shared.refresh_group_metadata(consumer);
+        }
         // 1. Stop handing out the revoked partitions (a record waiting for
         // its due time was never handed out: the new owner reads it).
         release_held(
