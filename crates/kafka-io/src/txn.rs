@@ -213,10 +213,7 @@ impl KafkaTxnSink {
             source: source.clone(),
             init_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
-            // Six attempts wait 3.1 s in all: long enough for a rebalance to
-            // reach this member (until it does, the transaction's offsets are
-            // refused with ILLEGAL_GENERATION).
-            retry: RetryPolicy::new(6, Duration::from_millis(100), Duration::from_secs(5)),
+            retry: RetryPolicy::new(3, Duration::from_millis(100), Duration::from_secs(5)),
             gap_wait: Duration::from_secs(1),
             hold_before_commit: Duration::ZERO,
             idle_commit_interval: Duration::from_secs(1),
@@ -242,8 +239,7 @@ impl KafkaTxnSink {
     }
 
     /// Transactions tried per batch before the sink gives up and stops the
-    /// graph (default 6: 3.1 s of waits in all, so that a rebalance, during
-    /// which the group refuses the transaction's offsets, can finish).
+    /// graph (default 3).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.retry = self.retry.max_attempts(attempts);
         self
@@ -258,7 +254,7 @@ impl KafkaTxnSink {
     }
 
     /// The whole retry policy: attempts, first and longest wait, jitter
-    /// (default 6 attempts, 100 ms doubling up to 5 s, with jitter).
+    /// (default 3 attempts, 100 ms doubling up to 5 s, with jitter).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
