@@ -378,6 +378,11 @@ fn broker_outage_then_recovery_loses_nothing() {
         "message.max.bytes=65536",
         "--kafka-property",
         "reconnect.backoff.max.ms=1000",
+        // A commit waiting for the absent broker fails after 5 s (the
+        // default, 60 s, would hold it past the outage, and it would then
+        // succeed: nothing to see failing).
+        "--kafka-property",
+        "socket.timeout.ms=5000",
     ]);
     cluster.wait_committed(&p.group, 8, (records / 5) as i64);
     let committed_before = p.committed();
