@@ -1,9 +1,7 @@
 //! Building a graph: the builder's state, the nodes it collects, the checks.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -71,21 +69,42 @@ impl BuilderState {
     }
 }
 
-/// Builds a graph. Not `Send`: build on one task, then [`Graph`] is `Send`.
+/// The builder's state, shared by the builder and the streams it hands out.
+///
+/// A mutex rather than a `RefCell` so that builder and streams are `Send`:
+/// a graph can be built inside `tokio::spawn`, with `.await`s between the
+/// builder's calls. Each call holds the lock only for its own bookkeeping.
+#[derive(Clone)]
+pub(super) struct SharedState(Arc<Mutex<BuilderState>>);
+
+impl SharedState {
+    pub(super) fn new(state: BuilderState) -> Self {
+        Self(Arc::new(Mutex::new(state)))
+    }
+
+    /// Locks the state. A panic while it was held (a user's closure cannot
+    /// run under it) leaves nothing half-written that a later call relies on.
+    pub(super) fn lock(&self) -> MutexGuard<'_, BuilderState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Builds a graph. `Send`, like the [`Stream`]s it hands out: a graph can be
+/// built on a spawned task, with `.await`s between the calls.
 pub struct GraphBuilder {
-    pub(super) state: Rc<RefCell<BuilderState>>,
+    pub(super) state: SharedState,
 }
 
 impl GraphBuilder {
     /// The graph's metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
-        self.state.borrow().metrics.clone()
+        self.state.lock().metrics.clone()
     }
 
     /// Adds a source; returns its output stream.
     pub fn source<S: Source>(&mut self, name: impl Into<String>, source: S) -> Stream<S::Out> {
         let name = name.into();
-        let mut st = self.state.borrow_mut();
+        let mut st = self.state.lock();
         st.claim_name(&name);
         let metrics = Arc::new(StageMetrics::new(name.as_str().into(), NodeKind::Source, 1));
         st.metrics.register_stage(metrics.clone());
@@ -146,7 +165,7 @@ impl GraphBuilder {
     where
         S: Stage<In = DeadLetter, Out = ()>,
     {
-        let mut st = self.state.borrow_mut();
+        let mut st = self.state.lock();
         if st.dlq.is_some() {
             st.errors.push(GraphError::InvalidConfig {
                 stage: spec.name.clone(),
@@ -179,7 +198,7 @@ impl GraphBuilder {
     /// (resolved as failed, never as delivered), so a stage stuck in one
     /// call cannot hang the process.
     pub fn drain_deadline(&mut self, deadline: Duration) -> &mut Self {
-        self.state.borrow_mut().drain_deadline = deadline;
+        self.state.lock().drain_deadline = deadline;
         self
     }
 
@@ -190,7 +209,7 @@ impl GraphBuilder {
     /// The first problem found: a stream left unconnected, a repeated name,
     /// an inconsistent setting.
     pub fn build(self) -> Result<Graph, GraphError> {
-        let mut st = self.state.borrow_mut();
+        let mut st = self.state.lock();
         if let Some(err) = st.errors.drain(..).next() {
             return Err(err);
         }

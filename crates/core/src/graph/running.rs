@@ -1,9 +1,7 @@
 //! A built graph: starting it, running it, draining it, its report.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +14,7 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::outlet::Outlet;
 use std::panic::AssertUnwindSafe;
 
-use super::builder::{BuilderState, GraphBuilder, NodeEnv, NodeSpec};
+use super::builder::{BuilderState, GraphBuilder, NodeEnv, NodeSpec, SharedState};
 use super::spec::{DEFAULT_DRAIN_DEADLINE, DeadLetter};
 
 /// A built graph, ready to start.
@@ -33,7 +31,7 @@ impl Graph {
     pub fn builder(name: impl Into<String>) -> GraphBuilder {
         let name = name.into();
         GraphBuilder {
-            state: Rc::new(RefCell::new(BuilderState {
+            state: SharedState::new(BuilderState {
                 metrics: Arc::new(Metrics::new(&name)),
                 name,
                 nodes: Vec::new(),
@@ -43,7 +41,7 @@ impl Graph {
                 dlq: None,
                 errors: Vec::new(),
                 drain_deadline: DEFAULT_DRAIN_DEADLINE,
-            })),
+            }),
         }
     }
 

@@ -1,9 +1,7 @@
 //! The typed streams a builder hands out, and their combinators.
 
-use std::cell::RefCell;
 use std::future::Future;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{BoxError, GraphError};
 use crate::mailbox::Receiver;
@@ -12,7 +10,8 @@ use crate::outlet::{Outlet, Pred};
 use crate::stage::{BatchStage, Stage};
 
 use super::builder::{
-    BuilderState, add_stage_mailbox, check_concurrency, push_batch_node, push_stage_node,
+    BuilderState, SharedState, add_stage_mailbox, check_concurrency, push_batch_node,
+    push_stage_node,
 };
 use super::spec::{BatchSpec, StageSpec};
 
@@ -23,14 +22,14 @@ use super::spec::{BatchSpec, StageSpec};
 /// dangling one.
 #[must_use = "a stream must be connected to a stage or sink"]
 pub struct Stream<T> {
-    pub(super) state: Rc<RefCell<BuilderState>>,
+    pub(super) state: SharedState,
     pub(super) port: u64,
     pub(super) from: Vec<String>,
     pub(super) connect: Connect<T>,
 }
 
 /// Connects a stream's producer to its consumer once the consumer exists.
-pub(super) type Connect<T> = Box<dyn FnOnce(&mut BuilderState, Outlet<T>)>;
+pub(super) type Connect<T> = Box<dyn FnOnce(&mut BuilderState, Outlet<T>) + Send>;
 
 impl<T: Send + 'static> Stream<T> {
     pub(super) fn connect_to(self, st: &mut BuilderState, outlet: Outlet<T>) {
@@ -121,7 +120,7 @@ impl<T: Send + 'static> Stream<T> {
         S: Stage<In = T>,
     {
         let state = self.state.clone();
-        let mut st = state.borrow_mut();
+        let mut st = state.lock();
         let name = spec.name.clone();
         check_concurrency(&mut st, &name, spec.concurrency, spec.mailbox.capacity);
         let (rx, outlet) = add_stage_mailbox(
@@ -154,7 +153,7 @@ impl<T: Send + 'static> Stream<T> {
         S: Stage<In = T, Out = ()>,
     {
         let state = self.state.clone();
-        let mut st = state.borrow_mut();
+        let mut st = state.lock();
         let name = spec.name.clone();
         check_concurrency(&mut st, &name, spec.concurrency, spec.mailbox.capacity);
         let (rx, outlet) = add_stage_mailbox(
@@ -177,7 +176,7 @@ impl<T: Send + 'static> Stream<T> {
         S: BatchStage<In = T>,
     {
         let state = self.state.clone();
-        let mut st = state.borrow_mut();
+        let mut st = state.lock();
         let name = spec.name.clone();
         let rx = self.batch_mailbox(&mut st, &spec, NodeKind::Stage);
         let port = st.port(&name);
@@ -200,7 +199,7 @@ impl<T: Send + 'static> Stream<T> {
         S: BatchStage<In = T, Out = ()>,
     {
         let state = self.state.clone();
-        let mut st = state.borrow_mut();
+        let mut st = state.lock();
         let rx = self.batch_mailbox(&mut st, &spec, NodeKind::Sink);
         if let Some((rx, metrics)) = rx {
             push_batch_node(&mut st, spec, rx, Outlet::Terminal, metrics);
@@ -266,37 +265,26 @@ impl<T: Send + 'static> Stream<T> {
     {
         const { assert!(N > 0, "broadcast needs at least one branch") };
         let state = self.state.clone();
-        let slots: Rc<RefCell<Vec<Option<Outlet<T>>>>> =
-            Rc::new(RefCell::new((0..N).map(|_| None).collect()));
-        let upstream: Rc<RefCell<Option<Stream<T>>>> = Rc::new(RefCell::new(Some(self)));
-        let from = upstream
-            .borrow()
-            .as_ref()
-            .map(|s| s.from.clone())
-            .unwrap_or_default();
-        let mut st = state.borrow_mut();
+        let from = self.from.clone();
+        let join = Join::new(N, self);
+        let mut st = state.lock();
         let ports: [u64; N] = std::array::from_fn(|_| st.port(&from.join("+")));
         drop(st);
         std::array::from_fn(|i| {
-            let slots = slots.clone();
-            let upstream = upstream.clone();
+            let join = join.clone();
             Stream {
                 state: state.clone(),
                 port: ports[i],
                 from: from.clone(),
                 connect: Box::new(move |st: &mut BuilderState, outlet: Outlet<T>| {
-                    slots.borrow_mut()[i] = Some(outlet);
-                    if slots.borrow().iter().all(Option::is_some) {
-                        let branches = slots.borrow_mut().drain(..).flatten().collect();
-                        if let Some(up) = upstream.borrow_mut().take() {
-                            up.connect_to(
-                                st,
-                                Outlet::Broadcast {
-                                    branches,
-                                    clone: T::clone,
-                                },
-                            );
-                        }
+                    if let Some((branches, up)) = Join::fill(&join, i, outlet) {
+                        up.connect_to(
+                            st,
+                            Outlet::Broadcast {
+                                branches,
+                                clone: T::clone,
+                            },
+                        );
                     }
                 }),
             }
@@ -312,36 +300,29 @@ impl<T: Send + 'static> Stream<T> {
         let pred: Pred<T> = Arc::new(pred);
         let state = self.state.clone();
         let from = self.from.clone();
-        let slots: Rc<RefCell<[Option<Outlet<T>>; 2]>> = Rc::new(RefCell::new([None, None]));
-        let upstream: Rc<RefCell<Option<Stream<T>>>> = Rc::new(RefCell::new(Some(self)));
-        let mut st = state.borrow_mut();
+        let join = Join::new(2, self);
+        let mut st = state.lock();
         let ports = [st.port(&from.join("+")), st.port(&from.join("+"))];
         drop(st);
         let make = |i: usize, port: u64| {
-            let slots = slots.clone();
-            let upstream = upstream.clone();
+            let join = join.clone();
             let pred = pred.clone();
             Stream {
                 state: state.clone(),
                 port,
                 from: from.clone(),
                 connect: Box::new(move |st: &mut BuilderState, outlet: Outlet<T>| {
-                    slots.borrow_mut()[i] = Some(outlet);
-                    let ready = slots.borrow().iter().all(Option::is_some);
-                    if ready {
-                        let [yes, no] = std::mem::take(&mut *slots.borrow_mut());
-                        if let (Some(yes), Some(no), Some(up)) =
-                            (yes, no, upstream.borrow_mut().take())
-                        {
-                            up.connect_to(
-                                st,
-                                Outlet::Route {
-                                    pred,
-                                    yes: Box::new(yes),
-                                    no: Box::new(no),
-                                },
-                            );
-                        }
+                    if let Some((branches, up)) = Join::fill(&join, i, outlet) {
+                        let [yes, no]: [Outlet<T>; 2] =
+                            branches.try_into().unwrap_or_else(|_| unreachable!());
+                        up.connect_to(
+                            st,
+                            Outlet::Route {
+                                pred,
+                                yes: Box::new(yes),
+                                no: Box::new(no),
+                            },
+                        );
                     }
                 }),
             }
@@ -357,7 +338,7 @@ impl<T: Send + 'static> Stream<T> {
         );
         let state = streams[0].state.clone();
         let from: Vec<String> = streams.iter().flat_map(|s| s.from.clone()).collect();
-        let port = state.borrow_mut().port(&from.join("+"));
+        let port = state.lock().port(&from.join("+"));
         Stream {
             state,
             port,
@@ -368,5 +349,37 @@ impl<T: Send + 'static> Stream<T> {
                 }
             }),
         }
+    }
+}
+
+/// Where a fan-out waits for its branches: each branch's consumer leaves its
+/// outlet here as it is connected, and the last one connects the upstream.
+struct Join<T> {
+    slots: Vec<Option<Outlet<T>>>,
+    upstream: Option<Stream<T>>,
+}
+
+impl<T: Send + 'static> Join<T> {
+    fn new(branches: usize, upstream: Stream<T>) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            slots: (0..branches).map(|_| None).collect(),
+            upstream: Some(upstream),
+        }))
+    }
+
+    /// Leaves branch `i`'s outlet; once every branch has one, returns the
+    /// outlets in branch order with the upstream to connect to them.
+    fn fill(
+        join: &Mutex<Self>,
+        i: usize,
+        outlet: Outlet<T>,
+    ) -> Option<(Vec<Outlet<T>>, Stream<T>)> {
+        let mut join = join.lock().unwrap_or_else(PoisonError::into_inner);
+        join.slots[i] = Some(outlet);
+        if !join.slots.iter().all(Option::is_some) {
+            return None;
+        }
+        let up = join.upstream.take()?;
+        Some((join.slots.drain(..).flatten().collect(), up))
     }
 }
