@@ -8,6 +8,10 @@
 //! over the last interval (`snapshot.bottleneck(Some(&prev))`: the busiest
 //! stage that is not itself waiting on the stage after it).
 //!
+//! The same metrics go into a `prometheus-client` registry, as a service
+//! that embeds the graph would register them next to its own
+//! (`PrometheusCollector`); the run ends with the peak depths read from it.
+//!
 //! What to look at in the output: `validate` and `process` sit full (5/5)
 //! while `store` stays nearly empty, so `process` is the bottleneck; the
 //! whole pipeline, ingester included, runs at process's pace (~20 items/s);
@@ -15,6 +19,7 @@
 
 use std::time::Duration;
 
+use sluicegate_core::metrics::PrometheusCollector;
 use sluicegate_core::testing::{AckLog, VecSource};
 use sluicegate_core::{CancellationToken, Graph, Metrics, Snapshot, StageSpec, sink, then};
 use sluicegate_examples::{check_nothing_lost, init_tracing};
@@ -92,6 +97,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .capacity(CAPACITY));
 
+    // The service's own registry: the graph's families are read into it at
+    // each scrape (here, once at the end).
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(PrometheusCollector::new(g.metrics())));
+
     let running = g.build()?.start().await?;
     let stop = CancellationToken::new();
     let printer = tokio::spawn(monitor(running.metrics().clone(), stop.clone()));
@@ -121,6 +131,15 @@ async fn main() -> anyhow::Result<()> {
             m.peak_depth,
             m.capacity
         );
+    }
+    let mut exposition = String::new();
+    prometheus_client::encoding::text::encode(&mut exposition, &registry)?;
+    println!("from the service's Prometheus registry:");
+    for line in exposition
+        .lines()
+        .filter(|l| l.starts_with("sluicegate_mailbox_peak_depth"))
+    {
+        println!("  {line}");
     }
     let whole = snap.bottleneck(None).map_or("-".into(), |b| b.stage);
     println!("bottleneck over the whole run: {whole}");

@@ -73,6 +73,7 @@ async fn snapshot_shows_depth_and_renders_prometheus() {
     let text = snap.to_prometheus();
     for line in [
         "# TYPE sluicegate_mailbox_depth gauge",
+        "# TYPE sluicegate_stage_items_out counter",
         "sluicegate_mailbox_depth{graph=\"prom\",stage=\"sink\"} 5",
         "sluicegate_mailbox_capacity{graph=\"prom\",stage=\"sink\"} 5",
         "sluicegate_stage_items_out_total{graph=\"prom\",stage=\"src\"} 5",
@@ -101,6 +102,72 @@ async fn snapshot_shows_depth_and_renders_prometheus() {
     assert_eq!(end.stage("sink").expect("sink").items_out, 20);
     assert_eq!(end.mailbox("sink").expect("mailbox").depth, 0);
     acks.assert_each_once(20);
+}
+
+/// Two graphs exported through a registry the embedding service owns, next
+/// to the service's own metric: every family is described once, each graph's
+/// samples carry its name, and the values are the graphs' final counts.
+#[tokio::test]
+async fn graphs_export_into_the_callers_prometheus_registry() {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::registry::Registry;
+    use sluicegate_core::metrics::PrometheusCollector;
+
+    let mut registry = Registry::default();
+    let requests: Counter = Counter::default();
+    registry.register(
+        "service_requests",
+        "The service's own counter",
+        requests.clone(),
+    );
+    requests.inc();
+
+    let mut collector: Option<PrometheusCollector> = None;
+    for (graph, n) in [("orders", 7u64), ("refunds", 3)] {
+        let acks = AckLog::new();
+        let mut g = Graph::builder(graph);
+        g.source("src", VecSource::new((0..n).collect(), acks.clone()))
+            .to(StageSpec::new("sink", CollectSink::new()));
+        let metrics = g.metrics();
+        collector = Some(match collector.take() {
+            None => PrometheusCollector::new(metrics),
+            Some(c) => c.with(metrics),
+        });
+        run_to_end(g).await;
+        acks.assert_each_once(n as i64);
+    }
+    registry.register_collector(Box::new(collector.expect("two graphs")));
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    for line in [
+        "service_requests_total 1",
+        "sluicegate_stage_items_in_total{graph=\"orders\",stage=\"sink\"} 7",
+        "sluicegate_stage_items_in_total{graph=\"refunds\",stage=\"sink\"} 3",
+        "sluicegate_stage_items_out_total{graph=\"orders\",stage=\"src\"} 7",
+        "sluicegate_stage_latency_seconds_count{graph=\"refunds\",stage=\"sink\"} 3",
+        "sluicegate_stage_latency_seconds_bucket{le=\"+Inf\",graph=\"orders\",stage=\"sink\"} 7",
+        "sluicegate_mailbox_depth{graph=\"orders\",stage=\"sink\"} 0",
+        "sluicegate_mailbox_dropped_total{graph=\"refunds\",stage=\"sink\",policy=\"Block\"} 0",
+        "# EOF",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing line {line:?} in\n{text}"
+        );
+    }
+    for family in [
+        "sluicegate_stage_items_in counter",
+        "sluicegate_stage_seconds counter",
+        "sluicegate_stage_latency_seconds histogram",
+        "sluicegate_mailbox_capacity gauge",
+    ] {
+        let described = text
+            .lines()
+            .filter(|l| *l == format!("# TYPE {family}"))
+            .count();
+        assert_eq!(described, 1, "{family} is described once in\n{text}");
+    }
 }
 
 /// On a multi-threaded runtime, under real parallelism, everything still

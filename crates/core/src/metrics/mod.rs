@@ -39,6 +39,7 @@ mod stage;
 
 pub(crate) use clock::{Clock, Phase};
 pub use histogram::Histogram;
+pub use prometheus::PrometheusCollector;
 pub use registry::Metrics;
 pub use snapshot::{Bottleneck, HistogramSnapshot, MailboxSnapshot, Snapshot, StageSnapshot};
 pub(crate) use stage::now;
