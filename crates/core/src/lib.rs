@@ -19,7 +19,8 @@
 //! - [`ledger`]: committing a source's offsets with a stage's own work.
 //! - [`metrics`]: counters, snapshots, Prometheus text, the bottleneck.
 //! - [`retry`]: the retry policy (capped exponential backoff with jitter).
-//! - [`testing`]: in-memory sources, collecting and gated sinks, ack logs.
+//! - `testing` (feature `testing`): in-memory sources, collecting and gated
+//!   sinks, ack logs, for tests.
 //!
 //! See [`graph`] for a complete example.
 
@@ -40,6 +41,7 @@ pub mod retry;
 pub mod source;
 pub mod sources;
 pub mod stage;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use ack::{Ack, AckCounter, AckReceiver, DropReason, IgnoreAcks, Origin, Outcome};
