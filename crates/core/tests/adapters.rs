@@ -29,17 +29,7 @@ async fn map_filter_flat_map_try_map() {
             try_map(|x: u64| if x == 71 { Err("71 is bad") } else { Ok(x) }),
         ))
         .to(StageSpec::new("sink", sink.clone()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         sink.items(),

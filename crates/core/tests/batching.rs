@@ -79,17 +79,7 @@ async fn flushes_on_count() {
             BatchConfig::new(4, Duration::from_secs(3600)),
         ))
         .to(StageSpec::new("sink", sink.clone()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         rec.sizes(),
@@ -152,17 +142,7 @@ async fn flushes_on_bytes_and_fails_only_the_bad_row() {
             BatchConfig::new(100, Duration::from_secs(3600)).max_bytes(24, |_| 8),
         ))
         .to(StageSpec::new("sink", sink.clone()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         rec.sizes(),
@@ -240,17 +220,7 @@ async fn a_failed_batch_is_wrapped_once_and_keeps_its_source() {
             FailingStore { fatal: false },
             BatchConfig::new(2, Duration::from_millis(10)),
         ));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     acks.assert_each_once(2);
     let letters = letters.items();
@@ -280,17 +250,7 @@ async fn a_fatal_batch_error_keeps_its_source() {
             FailingStore { fatal: true },
             BatchConfig::new(2, Duration::from_millis(10)),
         ));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
     let err = &report.errors[0];
     assert_eq!(

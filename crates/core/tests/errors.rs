@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sluicegate_core::testing::{AckLog, CollectSink, VecSource, within};
+use sluicegate_core::testing::{AckLog, CollectSink, VecSource, run_to_end, within};
 use sluicegate_core::{
     BoxError, DeadLetter, FailureKind, Fatal, Graph, GraphError, Origin, Outcome, Outputs, Source,
     SourceContext, Stage, StageSpec, Transient, map, try_map,
@@ -107,17 +107,7 @@ async fn error_without_dead_letter_route_resolves_failed() {
             }),
         ))
         .to(StageSpec::new("sink", sink.clone()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(sink.items(), vec![0, 2, 4]);
     acks.assert_each_once(6);
@@ -149,17 +139,7 @@ async fn dead_letter_failure_resolves_failed() {
             try_map(|x: u64| if x == 2 { Err("bad") } else { Ok(x) }),
         ))
         .to(StageSpec::new("sink", CollectSink::new()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     assert!(acks.outcome(0).is_some_and(|o| o.is_delivered()));
     assert!(matches!(acks.outcome(1), Some(Outcome::Failed(e)) if e.message() == "bad"));
@@ -188,17 +168,7 @@ async fn fatal_error_stops_the_graph_and_is_reported() {
     g.source("src", VecSource::new((0..1_000u64).collect(), acks.clone()))
         .via(StageSpec::new("store", FatalOn(5)).capacity(2))
         .to(StageSpec::new("sink", CollectSink::new()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert_eq!(report.errors.len(), 1, "{report:?}");
     match &report.errors[0] {
         GraphError::Fatal { stage, source } => {
@@ -274,17 +244,7 @@ async fn source_error_is_fatal_and_reported() {
     let mut g = Graph::builder("src-err");
     g.source("kafka", BrokenSource)
         .to(StageSpec::new("sink", CollectSink::new()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert_eq!(report.errors.len(), 1);
     assert!(
         report.errors[0].to_string().contains("broker unreachable"),

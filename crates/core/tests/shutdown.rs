@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::quiesce;
-use sluicegate_core::testing::{AckLog, CollectSink, Gate, GatedSink, VecSource, within};
+use sluicegate_core::testing::{
+    AckLog, CollectSink, Gate, GatedSink, VecSource, run_to_end, within,
+};
 use sluicegate_core::{FailureKind, Graph, Outcome, StageSpec, then};
 
 const LIMIT: Duration = Duration::from_secs(3600);
@@ -99,17 +101,7 @@ async fn dead_letters_drain_before_the_graph_finishes() {
             sluicegate_core::try_map(|x: u64| if x % 2 == 1 { Err("odd") } else { Ok(x) }),
         ))
         .to(StageSpec::new("sink", good.clone()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     acks.assert_each_once(50);
     assert_eq!(acks.delivered(), 25);
