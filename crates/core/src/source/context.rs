@@ -1,7 +1,7 @@
-//! Sources: where envelopes enter a graph.
+//! A source's handle on the graph: emitting envelopes (one, a batch, or
+//! through a reserved permit), the blocked/busy/idle clock, shutdown.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,136 +9,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Envelope;
-use crate::error::{BoxError, FailureKind, ItemError};
 use crate::mailbox::{TryReserveError, TrySendError};
 use crate::metrics::{Clock, Phase, StageMetrics};
-use crate::outlet::{FlushStop, Outlet, OutletPermit, Refused, ReserveStop};
+use crate::outlet::{FlushStop, Outlet, Refused, ReserveStop};
 
-/// Produces envelopes into a graph.
-///
-/// A source creates each envelope with an [`Ack`](crate::Ack) whose
-/// [`AckReceiver`](crate::AckReceiver) it owns, so it hears how every record
-/// ended (a Kafka source commits offsets from that). It runs until its input
-/// ends or [`SourceContext::shutdown_requested`] fires, and then returns:
-/// returning is how it tells the graph that no more input will come.
-///
-/// # Errors
-///
-/// An `Err` from `run` is fatal: the graph shuts down and reports it.
-pub trait Source: Send + 'static {
-    /// The payload of the envelopes it produces.
-    type Out: Send + 'static;
-
-    /// Produces envelopes with `cx.emit` until done or asked to stop.
-    fn run(self, cx: SourceContext<Self::Out>)
-    -> impl Future<Output = Result<(), BoxError>> + Send;
-}
-
-/// Why [`SourceContext::emit`] did not take an envelope, with the envelope.
-///
-/// Dropping it resolves the envelope's acknowledgement as failed
-/// ([`FailureKind::Abandoned`], counted in the source's `abandoned`
-/// metric), never as delivered, so `cx.emit(env).await?` loses nothing:
-/// the origin hears of the envelope as soon as the error is dropped, or,
-/// when it is the error a source returns, as soon as the source returns.
-/// To resolve the envelope some other way, take it back with
-/// [`into_inner`](EmitError::into_inner).
-pub struct EmitError<T> {
-    stop: EmitStop,
-    env: Option<Envelope<T>>,
-    source: Arc<str>,
-    metrics: Arc<StageMetrics>,
-}
-
-impl<T> EmitError<T> {
-    fn new(stop: EmitStop, env: Envelope<T>, cx: &SourceContext<T>) -> Self {
-        EmitError {
-            stop,
-            env: Some(env),
-            source: cx.name.clone(),
-            metrics: cx.metrics.clone(),
-        }
-    }
-
-    /// Why the envelope was not taken.
-    pub fn stop(&self) -> EmitStop {
-        self.stop
-    }
-
-    /// The envelope that was not taken; the caller now resolves its
-    /// acknowledgement.
-    pub fn into_inner(mut self) -> Envelope<T> {
-        match self.env.take() {
-            Some(env) => env,
-            None => unreachable!("the envelope is only taken by into_inner or drop"),
-        }
-    }
-
-    /// Resolves the envelope as failed (abandoned), if not taken back.
-    pub(crate) fn resolve(&mut self) {
-        let Some(env) = self.env.take() else { return };
-        self.metrics.abandoned.fetch_add(1, Ordering::Relaxed);
-        let message = match self.stop {
-            EmitStop::Closed => "the graph stopped taking input before this item entered",
-            EmitStop::Abandoned => "shutdown deadline passed while waiting for room",
-        };
-        let (_, ack) = env.into_parts();
-        ack.fail(ItemError::new(
-            self.source.clone(),
-            FailureKind::Abandoned,
-            message,
-        ));
-    }
-}
-
-impl<T> Drop for EmitError<T> {
-    fn drop(&mut self) {
-        self.resolve();
-    }
-}
-
-impl<T> std::fmt::Debug for EmitError<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmitError")
-            .field("stop", &self.stop)
-            .field("source", &self.source)
-            .field("origin", &self.env.as_ref().map(Envelope::origin))
-            .finish()
-    }
-}
-
-impl<T> std::fmt::Display for EmitError<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.stop, f)
-    }
-}
-
-impl<T> std::error::Error for EmitError<T> {}
-
-/// Room in the graph for one envelope, reserved by
-/// [`SourceContext::reserve`]: [`send`](EmitPermit::send) never waits, and
-/// a permit dropped unused gives its room back.
-#[must_use = "a permit holds room in the graph until it sends or is dropped"]
-pub struct EmitPermit<T> {
-    permit: OutletPermit<T>,
-    metrics: Arc<StageMetrics>,
-}
-
-impl<T> EmitPermit<T> {
-    /// Hands `env` to the graph, into the reserved room.
-    pub fn send(self, env: Envelope<T>) {
-        self.permit.send(env);
-        self.metrics.note_first_in_now();
-        self.metrics.items_in.fetch_add(1, Ordering::Relaxed);
-        self.metrics.items_out.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl<T> std::fmt::Debug for EmitPermit<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmitPermit").finish_non_exhaustive()
-    }
-}
+use super::emit::{EmitError, EmitPermit, EmitStop};
 
 /// Counts the time since it was made as blocked, when dropped (also when
 /// the future holding it is cancelled).
@@ -166,17 +41,6 @@ pub struct SourceContext<T> {
     pub(crate) metrics: Arc<StageMetrics>,
     /// Time not spent blocked (in `emit`) or idle (in `idle`) is busy.
     pub(crate) clock: Clock,
-}
-
-/// Why [`SourceContext::emit_batch`] stopped early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum EmitStop {
-    /// Every downstream stage is gone.
-    #[error("the graph has stopped taking input")]
-    Closed,
-    /// The shutdown deadline passed while waiting for room.
-    #[error("shutdown deadline passed while waiting for room")]
-    Abandoned,
 }
 
 impl<T: Send + 'static> SourceContext<T> {
