@@ -122,28 +122,17 @@ impl<T: Send + 'static> Stream<T> {
         let state = self.state.clone();
         let mut st = state.lock();
         let name = spec.name.clone();
-        check_concurrency(&mut st, &name, spec.concurrency, spec.mailbox.capacity);
-        let (rx, outlet) = add_stage_mailbox(
+        let rx = self.stage_mailbox(&mut st, &spec, NodeKind::Stage);
+        out_of(
+            &state,
             &mut st,
-            &name,
-            &spec.mailbox,
-            NodeKind::Stage,
-            spec.concurrency,
-            self.from.clone(),
-        );
-        self.connect_to(&mut st, outlet);
-        let port = st.port(&name);
-        drop(st);
-        Stream {
-            state,
-            port,
-            from: vec![name],
-            connect: Box::new(move |st: &mut BuilderState, outlet: Outlet<S::Out>| {
+            name,
+            Box::new(move |st: &mut BuilderState, outlet: Outlet<S::Out>| {
                 if let Some((rx, metrics)) = rx {
                     push_stage_node(st, spec, rx, outlet, metrics, true);
                 }
             }),
-        }
+        )
     }
 
     /// Ends this stream in a sink: a stage whose successful processing
@@ -154,17 +143,7 @@ impl<T: Send + 'static> Stream<T> {
     {
         let state = self.state.clone();
         let mut st = state.lock();
-        let name = spec.name.clone();
-        check_concurrency(&mut st, &name, spec.concurrency, spec.mailbox.capacity);
-        let (rx, outlet) = add_stage_mailbox(
-            &mut st,
-            &name,
-            &spec.mailbox,
-            NodeKind::Sink,
-            spec.concurrency,
-            self.from.clone(),
-        );
-        self.connect_to(&mut st, outlet);
+        let rx = self.stage_mailbox(&mut st, &spec, NodeKind::Sink);
         if let Some((rx, metrics)) = rx {
             push_stage_node(&mut st, spec, rx, Outlet::Terminal, metrics, true);
         }
@@ -179,18 +158,16 @@ impl<T: Send + 'static> Stream<T> {
         let mut st = state.lock();
         let name = spec.name.clone();
         let rx = self.batch_mailbox(&mut st, &spec, NodeKind::Stage);
-        let port = st.port(&name);
-        drop(st);
-        Stream {
-            state,
-            port,
-            from: vec![name],
-            connect: Box::new(move |st: &mut BuilderState, outlet: Outlet<S::Out>| {
+        out_of(
+            &state,
+            &mut st,
+            name,
+            Box::new(move |st: &mut BuilderState, outlet: Outlet<S::Out>| {
                 if let Some((rx, metrics)) = rx {
                     push_batch_node(st, spec, rx, outlet, metrics);
                 }
             }),
-        }
+        )
     }
 
     /// Ends this stream in a batch sink.
@@ -206,7 +183,28 @@ impl<T: Send + 'static> Stream<T> {
         }
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Adds the mailbox of the stage `spec` describes and connects this
+    /// stream to it.
+    fn stage_mailbox<S: Stage<In = T>>(
+        self,
+        st: &mut BuilderState,
+        spec: &StageSpec<S>,
+        kind: NodeKind,
+    ) -> Option<(Receiver<T>, Arc<StageMetrics>)> {
+        check_concurrency(st, &spec.name, spec.concurrency, spec.mailbox.capacity);
+        let (rx, outlet) = add_stage_mailbox(
+            st,
+            &spec.name,
+            &spec.mailbox,
+            kind,
+            spec.concurrency,
+            self.from.clone(),
+        );
+        self.connect_to(st, outlet);
+        rx
+    }
+
+    /// The same for a batch stage, whose mailbox must hold a whole batch.
     pub(super) fn batch_mailbox<S: BatchStage<In = T>>(
         self,
         st: &mut BuilderState,
@@ -349,6 +347,22 @@ impl<T: Send + 'static> Stream<T> {
                 }
             }),
         }
+    }
+}
+
+/// The stream out of the node `name`, connected to its consumer by
+/// `connect` once that exists.
+fn out_of<O>(
+    state: &SharedState,
+    st: &mut BuilderState,
+    name: String,
+    connect: Connect<O>,
+) -> Stream<O> {
+    Stream {
+        state: state.clone(),
+        port: st.port(&name),
+        from: vec![name],
+        connect,
     }
 }
 
