@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::backend::Backend;
 use common::corpus::{self, Expect};
 use common::postgres::Postgres;
 use common::sqlite::Sqlite;
-use common::store_contract::Backend;
 use common::{DeadLog, LIMIT, id, unique_table};
 use sluicegate_core::testing::{AckLog, VecSource, within};
 use sluicegate_core::{BatchConfig, BatchSpec, Graph, Outcome, StageSpec};

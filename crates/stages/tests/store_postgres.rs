@@ -12,8 +12,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::backend::Backend;
 use common::postgres::{Postgres, pg_exec, pg_url_named, waiting_backend};
-use common::store_contract::{Backend, store_contract_tests};
+use common::store_contract::store_contract_tests;
 use common::{LIMIT, PhasedSource, id, ids, records, unique_table, wait_until};
 use sluicegate_core::testing::{AckLog, within};
 use sluicegate_core::{BatchConfig, BatchSpec, Graph, Outcome};

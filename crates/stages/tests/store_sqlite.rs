@@ -8,8 +8,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::backend::Backend;
 use common::sqlite::Sqlite;
-use common::store_contract::{Backend, store_contract_tests};
+use common::store_contract::store_contract_tests;
 use common::{LIMIT, id, records, run_store, unique_table};
 use serde_json::{Value, json};
 use sluicegate_core::testing::{AckLog, within};

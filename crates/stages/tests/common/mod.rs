@@ -4,7 +4,9 @@
 //! `store_contract`.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod backend;
 pub mod corpus;
+pub mod offsets_contract;
 pub mod postgres;
 pub mod sqlite;
 pub mod store_contract;

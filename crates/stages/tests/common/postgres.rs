@@ -13,7 +13,7 @@ use sluicegate_core::testing::within;
 use sluicegate_stages::store::{PostgresStore, StoreStats};
 
 use super::LIMIT;
-use super::store_contract::{Backend, RowVisible};
+use super::backend::{Backend, RowVisible};
 
 /// Where the tests find PostgreSQL (`SLUICEGATE_TEST_PG` overrides it).
 pub fn pg_url() -> String {

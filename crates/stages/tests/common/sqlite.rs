@@ -10,7 +10,7 @@ use serde_json::Value;
 use sluicegate_core::testing::within;
 use sluicegate_stages::store::{SqliteConfig, SqliteStore, StoreStats};
 
-use super::store_contract::{Backend, RowVisible};
+use super::backend::{Backend, RowVisible};
 use super::{LIMIT, wait_until};
 
 /// The store's ids in `table` of the SQLite file at `path`, sorted.

@@ -3,13 +3,11 @@
 //! a failed commit, rejected rows, the batch deadline, keys, consumer
 //! offsets committed with the rows.
 //!
-//! A backend's test file implements [`Backend`] (in `common/`) and invokes
-//! [`store_contract_tests!`], which makes one test per scenario. Every
+//! A backend's test file invokes [`store_contract_tests!`] with its
+//! [`Backend`] fixture (in `common/`), making one test per scenario. Every
 //! scenario reads what was stored from the database itself, on the test's
 //! own connection, not from the store's counters.
-#![allow(async_fn_in_trait)]
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,77 +16,11 @@ use sluicegate_core::testing::{AckLog, within};
 use sluicegate_core::{
     AckReceiver, BatchConfig, BatchSpec, BatchStage, FailureKind, Graph, Origin, Outcome,
 };
-use sluicegate_stages::store::{
-    RetryPolicy, Row, Store, StoreError, StoreStage, StoreStats, Written,
-};
+use sluicegate_stages::store::{RetryPolicy, Row, Store, StoreError, StoreStage, Written};
 
+use super::backend::{Backend, RowVisible};
+use super::offsets_contract::offsets_contract;
 use super::{LIMIT, PhasedSource, id, ids, records, run_store, unique_table};
-
-/// A check, on the test's own connection, that the row with an id is in a
-/// table (committed).
-pub type RowVisible = Box<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// What the contract suite needs of a backend: fresh stores and tables,
-/// the rows read back from the database itself, and ways to make it fail.
-pub trait Backend: Sized {
-    /// The backend's store.
-    type Store: Store + 'static;
-
-    /// A fresh database to test in (for PostgreSQL, the test's connections
-    /// to the server; a missing server fails the test).
-    async fn new() -> Self;
-
-    /// A store on `table`, which it creates if missing.
-    async fn open(&self, table: &str) -> Arc<Self::Store>;
-
-    /// A store on `table` that gives up quickly on a lock another
-    /// connection holds, where the backend waits for locks in the store.
-    async fn open_impatient(&self, table: &str) -> Arc<Self::Store>;
-
-    /// The ids stored in `table`, sorted, read on the test's connection.
-    async fn ids(&self, table: &str) -> Vec<String>;
-
-    /// Creates `table` with the store's columns and a deferred foreign key
-    /// that every row breaks, so that each commit into it fails.
-    async fn create_failing_commit_table(&self, table: &str);
-
-    /// The message of a batch whose commit into such a table failed.
-    fn failed_commit_message(&self, table: &str) -> String;
-
-    /// Creates `table` with the store's columns and a check constraint
-    /// `amount_not_negative` refusing rows whose payload has a negative
-    /// `amount`.
-    async fn create_refusing_table(&self, table: &str);
-
-    /// The message of the row `id` that constraint refused.
-    fn refused_message(&self, table: &str, id: &str) -> String;
-
-    /// A record `n` (stored as `id`) that this backend cannot store
-    /// whatever the table, and its row's message; `None` if there is none.
-    fn unstorable(&self, n: i64, id: &str) -> Option<(Value, String)>;
-
-    /// From another connection, stops writes into `table` until
-    /// [`unblock`](Self::unblock).
-    async fn block_writes(&self, table: &str);
-
-    /// Waits until the store's write into `table` is held by
-    /// [`block_writes`](Self::block_writes).
-    async fn wait_blocked(&self, table: &str, stats: &StoreStats);
-
-    /// Lets writes through again.
-    async fn unblock(&self);
-
-    /// A synchronous check that a row is committed, for checks inside an
-    /// acknowledgement; `None` if the test has no synchronous client.
-    fn row_visible(&self, table: &str) -> Option<RowVisible>;
-
-    /// The connections `store` has opened, if the backend counts them.
-    fn connections(store: &Self::Store) -> Option<u64>;
-
-    /// Drops what the test made (at the end of a passing test), and the
-    /// consumer offsets of `groups`.
-    async fn cleanup(&self, groups: &[&str]);
-}
 
 /// Makes one `#[tokio::test]` per contract scenario, against the
 /// [`Backend`] `$backend`. (Test binaries without a store test leave it
@@ -111,7 +43,7 @@ macro_rules! store_contract_tests {
         $(
             #[tokio::test]
             async fn $scenario() {
-                use $crate::common::store_contract::Backend as _;
+                use $crate::common::backend::Backend as _;
                 let backend = <$backend>::new().await;
                 $crate::common::store_contract::$scenario(&backend).await;
             }
@@ -462,106 +394,4 @@ pub async fn consumer_offsets_commit_with_the_rows<B: Backend>(b: &B) {
     )
     .await;
     b.cleanup(&[&group]).await;
-}
-
-/// A row at origin `t`/`partition`/`offset` with a JSON payload whose
-/// `amount` is `amount` (a table can refuse negative ones).
-pub fn offset_row(partition: i32, offset: i64, amount: i64) -> Row {
-    Row {
-        id: format!("t/{partition}/{offset}"),
-        topic: Some("t".into()),
-        partition: Some(partition),
-        offset: Some(offset),
-        payload: json!({ "amount": amount }).to_string(),
-    }
-}
-
-/// The consumer-offsets contract of [`Store::write_with_offsets`] and
-/// [`Store::read_offsets`]:
-///
-/// - `plain`: a table that takes every row;
-/// - `failing`: a table whose commit fails (a deferred constraint);
-/// - `refusing`: a table that refuses rows with a negative `amount`.
-///
-/// All three in one database, so they share its offsets table. `group` is
-/// unique to the caller's run.
-pub async fn offsets_contract(
-    plain: &dyn Store,
-    failing: &dyn Store,
-    refusing: &dyn Store,
-    group: &str,
-) {
-    async fn read(store: &dyn Store, group: String) -> BTreeMap<i32, i64> {
-        within(LIMIT, "reading offsets", store.read_offsets(&group, "t"))
-            .await
-            .expect("offsets read")
-    }
-    let t = |p: i32, o: i64| ("t".to_string(), p, o);
-    assert!(
-        read(plain, group.into()).await.is_empty(),
-        "nothing stored yet"
-    );
-
-    // Rows and offsets in one transaction.
-    let rows: Vec<_> = (0..3).map(|o| offset_row(0, o, 1)).collect();
-    let written = within(
-        LIMIT,
-        "a batch with offsets",
-        plain.write_with_offsets(&rows, group, &[t(0, 3)]),
-    )
-    .await
-    .expect("written");
-    assert!(
-        written.iter().all(|r| matches!(r, Ok(Written::Inserted))),
-        "{written:?}"
-    );
-    assert_eq!(read(plain, group.into()).await, [(0, 3)].into());
-
-    // Offsets alone; an offset never moves back; groups are apart.
-    within(
-        LIMIT,
-        "offsets alone",
-        plain.write_with_offsets(&[], group, &[t(0, 2), t(1, 5)]),
-    )
-    .await
-    .expect("written");
-    assert_eq!(read(plain, group.into()).await, [(0, 3), (1, 5)].into());
-    assert!(read(plain, format!("{group}-other")).await.is_empty());
-
-    // A batch whose commit fails commits its offsets no more than its rows.
-    let failed = within(
-        LIMIT,
-        "a batch whose commit fails",
-        failing.write_with_offsets(&[offset_row(0, 3, 1)], group, &[t(0, 9)]),
-    )
-    .await;
-    assert!(failed.is_err(), "{failed:?}");
-    assert_eq!(
-        read(failing, group.into()).await,
-        [(0, 3), (1, 5)].into(),
-        "the failed batch moved no offset"
-    );
-
-    // A refused row holds its partition's offset (it is not finished: it
-    // goes to the dead-letter route after the commit).
-    let rows = vec![
-        offset_row(0, 10, 1),
-        offset_row(0, 11, -1),
-        offset_row(0, 12, 1),
-    ];
-    let written = within(
-        LIMIT,
-        "a batch with a refused row",
-        refusing.write_with_offsets(&rows, group, &[t(0, 13)]),
-    )
-    .await
-    .expect("written");
-    assert!(matches!(written[0], Ok(Written::Inserted)), "{written:?}");
-    assert!(written[1].is_err(), "{written:?}");
-    assert!(matches!(written[2], Ok(Written::Inserted)), "{written:?}");
-    assert_eq!(
-        read(refusing, group.into()).await,
-        [(0, 11), (1, 5)].into(),
-        "the offset stops at the refused row"
-    );
 }
