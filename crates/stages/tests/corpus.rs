@@ -18,6 +18,7 @@ use common::{DeadLog, LIMIT, id, unique_table};
 use sluicegate_core::testing::{AckLog, VecSource, within};
 use sluicegate_core::{BatchConfig, BatchSpec, Graph, Outcome, StageSpec};
 use sluicegate_stages::Record;
+use sluicegate_stages::orders;
 use sluicegate_stages::store::{Store, StoreStage};
 use sluicegate_stages::transform::{EnrichConfig, enrich_and_hash};
 
@@ -37,11 +38,14 @@ async fn run(store: Arc<impl Store + 'static>) -> Outcomes {
     g.dead_letters(StageSpec::new("dlq", dead.clone()));
     g.source("src", VecSource::new(input, acks.clone()))
         .via(StageSpec::new("validate", validator.clone()).capacity(16))
-        .via(StageSpec::new("transform", corpus::transform()).capacity(16))
+        .via(StageSpec::new("transform", orders::transform()).capacity(16))
         .via(
             StageSpec::new(
                 "enrich",
-                enrich_and_hash(EnrichConfig::new(*b"corpus-key", ["email"]).rounds(50), 2),
+                enrich_and_hash(
+                    EnrichConfig::new(*b"corpus-key", orders::PERSONAL_FIELDS).rounds(50),
+                    2,
+                ),
             )
             .concurrency(2)
             .capacity(4),
@@ -162,7 +166,7 @@ async fn corpus_into_postgres() {
     .expect("row");
     let payload: serde_json::Value =
         serde_json::from_str(row.get::<_, &str>(0)).expect("stored JSON");
-    assert_eq!(payload["amount_cents"], 9950);
+    assert_eq!(payload[orders::CENTS_FIELD], 9950);
     assert_eq!(payload["email"].as_str().map(str::len), Some(64));
     assert_ne!(payload["email"], "a@example.com");
     assert_eq!(payload["fingerprint"].as_str().map(str::len), Some(64));
