@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::backend::Backend;
 use common::postgres::{Postgres, pg_exec, pg_url_named, waiting_backend};
 use common::store_contract::store_contract_tests;
-use common::{LIMIT, PhasedSource, id, ids, records, unique_table, wait_until};
+use common::{LIMIT, Phased, id, ids, records, start_phased, unique_table, wait_until};
 use sluicegate_core::testing::{AckLog, within};
 use sluicegate_core::{BatchConfig, BatchSpec, Graph, Outcome};
 use sluicegate_stages::store::{PostgresStore, Store, StoreError, StoreStage};
@@ -31,34 +31,23 @@ async fn a_connection_killed_mid_batch_is_retried_with_nothing_lost() {
     let store = pg.open(&table).await;
     let stage = StoreStage::new(store.clone() as Arc<dyn Store>);
     let stats = stage.stats();
-    let acks = AckLog::new();
-    let (go_tx, go) = tokio::sync::oneshot::channel();
-    let all = records(300);
-    let mut g = Graph::builder("killed");
-    g.source(
-        "src",
-        PhasedSource {
-            first: all[..100].to_vec(),
-            then: all[100..].to_vec(),
-            go,
-            acks: acks.clone(),
-            also: None,
-        },
-    )
-    .to_batch(BatchSpec::new(
-        "store",
+    let mut all = records(300);
+    let then = all.split_off(100);
+    let Phased { acks, go, running } = start_phased(
+        all,
+        then,
         stage,
         BatchConfig::new(100, Duration::from_millis(20)),
-    ));
-    let running = g.build().expect("valid").start().await.expect("starts");
-
+        None,
+    )
+    .await;
     // The first 100 are committed before anything goes wrong.
     within(LIMIT, "the first batch's acks", acks.wait_for(100)).await;
     assert_eq!(acks.delivered(), 100);
 
     // The next batch blocks inside its INSERT; kill its connection there.
     pg.block_writes(&table).await;
-    go_tx.send(()).expect("source waiting");
+    go.send(()).expect("source waiting");
     let pid = waiting_backend(&pg.watch, &table).await;
     let killed: bool = within(
         LIMIT,

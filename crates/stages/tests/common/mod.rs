@@ -223,6 +223,47 @@ pub async fn run_store<T: serde::Serialize + Send + 'static>(
     Run { acks, dead, report }
 }
 
+/// A store graph started by [`start_phased`]: its source has emitted the
+/// first records and waits for `go` to emit the rest.
+pub struct Phased {
+    pub acks: AckLog,
+    pub go: oneshot::Sender<()>,
+    pub running: sluicegate_core::RunningGraph,
+}
+
+/// Starts `first` and then (once [`Phased::go`] is sent) `then` through
+/// `stage` in batches of `config`, each outcome also to `also` if set.
+pub async fn start_phased<T: serde::Serialize + Send + 'static>(
+    first: Vec<T>,
+    then: Vec<T>,
+    stage: sluicegate_stages::store::StoreStage<T>,
+    config: sluicegate_core::BatchConfig<T>,
+    also: Option<Arc<dyn AckReceiver>>,
+) -> Phased {
+    let acks = AckLog::new();
+    let (go, go_rx) = oneshot::channel();
+    let mut g = sluicegate_core::Graph::builder("store-phased");
+    g.source(
+        "src",
+        PhasedSource {
+            first,
+            then,
+            go: go_rx,
+            acks: acks.clone(),
+            also,
+        },
+    )
+    .to_batch(sluicegate_core::BatchSpec::new("store", stage, config));
+    let running = within(
+        LIMIT,
+        "the graph to start",
+        g.build().expect("valid graph").start(),
+    )
+    .await
+    .expect("starts");
+    Phased { acks, go, running }
+}
+
 /// `n` JSON records `{"n": i, "amount": i}`.
 pub fn records(n: i64) -> Vec<serde_json::Value> {
     (0..n)

@@ -12,15 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluicegate_core::testing::{AckLog, within};
-use sluicegate_core::{
-    AckReceiver, BatchConfig, BatchSpec, BatchStage, FailureKind, Graph, Origin, Outcome,
-};
+use sluicegate_core::testing::within;
+use sluicegate_core::{AckReceiver, BatchConfig, BatchStage, FailureKind, Origin, Outcome};
 use sluicegate_stages::store::{RetryPolicy, Row, Store, StoreError, StoreStage, Written};
 
 use super::backend::{Backend, RowVisible};
 use super::offsets_contract::offsets_contract;
-use super::{LIMIT, PhasedSource, id, ids, records, run_store, unique_table};
+use super::{LIMIT, Phased, id, ids, records, run_store, start_phased, unique_table};
 
 /// Makes one `#[tokio::test]` per contract scenario, against the
 /// [`Backend`] `$backend`. (Test binaries without a store test leave it
@@ -156,22 +154,17 @@ pub async fn acks_fire_only_after_the_transaction_commits<B: Backend>(b: &B) {
         Duration::from_millis(10),
     ));
     let stats = stage.stats();
-    let acks = AckLog::new();
-    let (_go, go) = tokio::sync::oneshot::channel();
-    let mut g = Graph::builder("after-commit");
-    g.source(
-        "src",
-        PhasedSource {
-            first: records(50),
-            then: Vec::new(),
-            go,
-            acks: acks.clone(),
-            also: checker.clone().map(|c| c as Arc<dyn AckReceiver>),
-        },
+    let Phased {
+        acks, go, running, ..
+    } = start_phased(
+        records(50),
+        Vec::new(),
+        stage,
+        BatchConfig::new(50, HOUR),
+        checker.clone().map(|c| c as Arc<dyn AckReceiver>),
     )
-    .to_batch(BatchSpec::new("store", stage, BatchConfig::new(50, HOUR)));
-    let running = g.build().expect("valid").start().await.expect("starts");
-    drop(_go);
+    .await;
+    drop(go);
 
     b.wait_blocked(&table, &stats).await;
     assert_eq!(acks.resolved(), 0, "nothing acknowledged before the commit");
@@ -285,31 +278,20 @@ pub async fn a_quiet_stream_flushes_at_the_deadline<B: Backend>(b: &B) {
     let store = b.open(&table).await;
     let stage = StoreStage::new(store.clone() as Arc<dyn Store>);
     let stats = stage.stats();
-    let acks = AckLog::new();
-    let (go_tx, go) = tokio::sync::oneshot::channel();
-    let mut g = Graph::builder("deadline");
-    g.source(
-        "src",
-        PhasedSource {
-            first: records(5),
-            then: records(300).split_off(5),
-            go,
-            acks: acks.clone(),
-            also: None,
-        },
-    )
-    .to_batch(BatchSpec::new(
-        "store",
+    let Phased { acks, go, running } = start_phased(
+        records(5),
+        records(300).split_off(5),
         stage,
         BatchConfig::new(100, Duration::from_millis(50)),
-    ));
-    let running = g.build().expect("valid").start().await.expect("starts");
+        None,
+    )
+    .await;
     within(LIMIT, "the first five acks", acks.wait_for(5)).await;
     assert_eq!(acks.delivered(), 5);
     assert_eq!((stats.batches(), stats.commits()), (1, 1));
     assert_eq!(count(&*store).await, 5);
     assert_eq!(b.ids(&table).await, ids(0..5));
-    go_tx.send(()).expect("source waiting");
+    go.send(()).expect("source waiting");
     let report = within(LIMIT, "the graph", running.wait()).await;
     assert!(report.is_clean(), "{report:?}");
     acks.assert_each_once(300);
