@@ -216,7 +216,7 @@ struct Inner {
     record_counts: [AtomicU64; RECORD_RULES.len()],
 }
 
-/// Declarative validation of JSON records, and a [`Stage`] from bytes to
+/// Declarative validation of JSON records, and a [`Stage`](sluicegate_core::Stage) from bytes to
 /// [`Record`]s.
 ///
 /// Checks, in order, stopping at the first failure: the payload's size,
