@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::errors::{classify, db_error, is_row_level};
-use crate::store::{OFFSETS_TABLE, Row, RowResult, StoreError, Written};
+use crate::store::{GroupOffsets, OFFSETS_TABLE, Row, RowResult, StoreError, Written};
 
 pub(super) struct Conn {
     pub(super) client: Client,
@@ -71,13 +71,6 @@ pub(super) enum Failure {
     RowLevel,
     /// Anything else: the batch fails with this error.
     Batch(StoreError),
-}
-
-/// A consumer group's offsets to write with a batch.
-#[derive(Clone, Copy)]
-pub(super) struct GroupOffsets<'a> {
-    pub(super) group: &'a str,
-    pub(super) offsets: &'a [(String, i32, i64)],
 }
 
 /// Upserts `o` in the transaction `tx` (never moving an offset back).

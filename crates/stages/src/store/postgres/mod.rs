@@ -13,8 +13,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
 use super::open::redact_url;
-use super::{OFFSETS_TABLE, Row, RowResult, Store, StoreError, quote_table};
-use batch::{Conn, Failure, GroupOffsets, write_fast, write_isolating};
+use super::{GroupOffsets, OFFSETS_TABLE, Row, RowResult, Store, StoreError, quote_table};
+use batch::{Conn, Failure, write_fast, write_isolating};
 use errors::{breaks_connection, classify, db_error, sqlstate};
 
 /// Settings of a [`PostgresStore`].
