@@ -18,7 +18,6 @@ use bytes::Bytes;
 use sluicegate_core::testing::{AckLog, CollectSink, VecSource};
 use sluicegate_core::{BatchConfig, BatchSpec, DeadLetter, Graph, StageSpec};
 use sluicegate_stages::store::{SqliteStore, Store, StoreStage};
-use sluicegate_stages::transform::{EnrichConfig, enrich_and_hash};
 use sluicegate_stages::{Record, orders};
 
 const INPUT: &[&[u8]] = &[
@@ -45,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, "orders").await?);
     println!("storing into {}", store.describe());
 
-    // The order rules and transform of `sluicegate_stages::orders`.
+    // The order rules of `sluicegate_stages::orders`.
     let validator = orders::rules().max_payload_bytes(64 * 1024).build()?;
     let store_stage = StoreStage::<Record>::new(store.clone());
     let store_stats = store_stage.stats();
@@ -57,25 +56,18 @@ async fn main() -> anyhow::Result<()> {
     let n = input.len();
     let mut g = Graph::builder("validate_and_store");
     g.dead_letters(StageSpec::new("dead_letters", dead.clone()));
-    g.source("ingest", VecSource::new(input, acks.clone()))
-        .via(StageSpec::new("validate", validator.clone()).capacity(16))
-        .via(StageSpec::new("transform", orders::transform()).capacity(16))
-        .via(
-            StageSpec::new(
-                "enrich",
-                enrich_and_hash(
-                    EnrichConfig::new(*b"demo-key", orders::PERSONAL_FIELDS).rounds(1000),
-                    2,
-                ),
-            )
-            .concurrency(2)
-            .capacity(4),
-        )
-        .to_batch(BatchSpec::new(
-            "store",
-            store_stage,
-            BatchConfig::new(500, Duration::from_millis(20)),
-        ));
+    // decode + validate -> transform -> enrich (see `sluicegate_stages::orders`)
+    orders::stages(
+        g.source("ingest", VecSource::new(input, acks.clone())),
+        validator.clone(),
+        *b"demo-key",
+        1000,
+    )
+    .to_batch(BatchSpec::new(
+        "store",
+        store_stage,
+        BatchConfig::new(500, Duration::from_millis(20)),
+    ));
     let report = g.build()?.start().await?.wait().await;
     anyhow::ensure!(
         report.is_clean(),

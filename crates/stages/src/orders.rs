@@ -17,10 +17,11 @@
 //!
 //! Other fields are kept. Missing or `null` optional fields pass.
 //!
-//! The pipeline these pieces make (decode and validate, transform, enrich
-//! and hash, store) is in `examples/validate_and_store.rs`; the test corpus
+//! [`stages`] puts them together after a source of raw payloads: decode
+//! and validate, transform, enrich and hash; a store goes after it
+//! (`examples/validate_and_store.rs`). The test corpus
 //! (`tests/common/corpus.rs`) runs malformed orders of every kind through
-//! it. The `sluicegate` binary's generated events are a different schema
+//! the same stages. The `sluicegate` binary's generated events are a different schema
 //! (a JSON Schema with `user` and `ts`, in the runner crate).
 //!
 //! # Example
@@ -45,14 +46,16 @@
 //! # }
 //! ```
 
+use bytes::Bytes;
 use serde_json::Value;
+use sluicegate_core::{StageSpec, Stream};
 
 use crate::Record;
-use crate::transform::Transform;
+use crate::transform::{EnrichConfig, Transform, enrich_and_hash};
 use crate::validate::{Field, Kind, Validator, ValidatorBuilder};
 
 /// The fields of an order that are personal data: what
-/// [`EnrichConfig`](crate::transform::EnrichConfig) pseudonymises.
+/// [`EnrichConfig`] pseudonymises.
 pub const PERSONAL_FIELDS: [&str; 1] = ["email"];
 
 /// The field the [`transform`] adds: `amount` in integer cents.
@@ -120,4 +123,40 @@ pub fn transform() -> Transform<Record> {
             r.insert(CENTS_FIELD.into(), Value::from(cents as i64));
             Ok(r)
         })
+}
+
+/// How many records the enrich stage hashes at once, on as many threads of
+/// the blocking pool.
+const ENRICH_PARALLELISM: usize = 2;
+
+/// The order stages after a source of raw payloads, in a graph: `validate`
+/// (`validator`: decode and check, see [`rules`]), `transform` ([`transform`])
+/// and `enrich` ([`enrich_and_hash`] of [`PERSONAL_FIELDS`] with `key`, in
+/// `rounds` HMAC rounds, two records at a time). Returns the enriched
+/// records, for a store.
+///
+/// # Backpressure
+///
+/// Each stage's mailbox is bounded (16 records before `validate` and
+/// `transform`, 4 before `enrich`, whose records are the slow ones): a slow
+/// store holds the source back through them.
+pub fn stages(
+    from: Stream<Bytes>,
+    validator: Validator,
+    key: impl Into<Vec<u8>>,
+    rounds: u32,
+) -> Stream<Record> {
+    from.via(StageSpec::new("validate", validator).capacity(16))
+        .via(StageSpec::new("transform", transform()).capacity(16))
+        .via(
+            StageSpec::new(
+                "enrich",
+                enrich_and_hash(
+                    EnrichConfig::new(key, PERSONAL_FIELDS).rounds(rounds),
+                    ENRICH_PARALLELISM,
+                ),
+            )
+            .concurrency(ENRICH_PARALLELISM)
+            .capacity(4),
+        )
 }

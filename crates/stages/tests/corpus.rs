@@ -20,7 +20,6 @@ use sluicegate_core::{BatchConfig, BatchSpec, Graph, Outcome, StageSpec};
 use sluicegate_stages::Record;
 use sluicegate_stages::orders;
 use sluicegate_stages::store::{Store, StoreStage};
-use sluicegate_stages::transform::{EnrichConfig, enrich_and_hash};
 
 struct Outcomes {
     acks: AckLog,
@@ -36,25 +35,17 @@ async fn run(store: Arc<impl Store + 'static>) -> Outcomes {
     let dead = DeadLog::default();
     let mut g = Graph::builder("corpus");
     g.dead_letters(StageSpec::new("dlq", dead.clone()));
-    g.source("src", VecSource::new(input, acks.clone()))
-        .via(StageSpec::new("validate", validator.clone()).capacity(16))
-        .via(StageSpec::new("transform", orders::transform()).capacity(16))
-        .via(
-            StageSpec::new(
-                "enrich",
-                enrich_and_hash(
-                    EnrichConfig::new(*b"corpus-key", orders::PERSONAL_FIELDS).rounds(50),
-                    2,
-                ),
-            )
-            .concurrency(2)
-            .capacity(4),
-        )
-        .to_batch(BatchSpec::new(
-            "store",
-            StoreStage::<Record>::new(store),
-            BatchConfig::new(8, Duration::from_millis(20)),
-        ));
+    orders::stages(
+        g.source("src", VecSource::new(input, acks.clone())),
+        validator.clone(),
+        *b"corpus-key",
+        50,
+    )
+    .to_batch(BatchSpec::new(
+        "store",
+        StoreStage::<Record>::new(store),
+        BatchConfig::new(8, Duration::from_millis(20)),
+    ));
     let report = within(
         LIMIT,
         "the corpus pipeline",
