@@ -120,7 +120,7 @@ async fn a_serialization_failure_is_retried() {
         sluicegate_core::testing::VecSource::new(records(3), acks.clone()),
     )
     .to_batch(BatchSpec::new("store", stage, BatchConfig::new(3, HOUR)));
-    let running = g.build().expect("valid").start().await.expect("starts");
+    let running = common::start(g).await;
     waiting_backend(&pg.watch, &table).await;
     // Committing it makes the store's insert conflict with a row its
     // snapshot cannot see: 40001, a serialization failure, retried.
@@ -224,7 +224,7 @@ async fn non_blocking_retries_hand_on_only_the_rows_that_fail() {
         sluicegate_core::testing::VecSource::new(records(10), acks.clone()),
     )
     .to_batch(BatchSpec::new("store", stage, BatchConfig::new(10, HOUR)));
-    let running = g.build().expect("valid").start().await.expect("starts");
+    let running = common::start(g).await;
     let report = within(LIMIT, "the graph", running.wait()).await;
     assert!(report.is_clean(), "{report:?}");
     acks.assert_each_once(10);

@@ -150,9 +150,7 @@ async fn a_forwarding_store_hands_on_only_committed_rows_in_order() {
         BatchConfig::new(8, Duration::from_millis(5)),
     ))
     .to(sluicegate_core::StageSpec::new("check", check));
-    let running = within(LIMIT, "start", g.build().expect("graph").start())
-        .await
-        .expect("starts");
+    let running = common::start(g).await;
     let report = within(LIMIT, "the graph to finish", running.wait()).await;
     assert!(report.is_clean(), "{report:?}");
     acks.assert_each_once(50);

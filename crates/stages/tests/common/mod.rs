@@ -181,6 +181,18 @@ pub async fn wait_until_async<F: Future<Output = bool>>(what: &str, mut cond: im
     .await;
 }
 
+/// Builds and starts `g` (at most [`LIMIT`]), failing the test if it is
+/// not valid or does not start.
+pub async fn start(g: sluicegate_core::GraphBuilder) -> sluicegate_core::RunningGraph {
+    within(
+        LIMIT,
+        "the graph to start",
+        g.build().expect("valid graph").start(),
+    )
+    .await
+    .expect("starts")
+}
+
 /// What a store graph run left behind.
 pub struct Run {
     pub acks: AckLog,
@@ -212,13 +224,7 @@ pub async fn run_store<T: serde::Serialize + Send + 'static>(
         stage,
         sluicegate_core::BatchConfig::new(batch, wait),
     ));
-    let running = within(
-        LIMIT,
-        "the graph to start",
-        g.build().expect("valid graph").start(),
-    )
-    .await
-    .expect("starts");
+    let running = start(g).await;
     let report = within(LIMIT, "the store graph to finish", running.wait()).await;
     Run { acks, dead, report }
 }
@@ -254,13 +260,7 @@ pub async fn start_phased<T: serde::Serialize + Send + 'static>(
         },
     )
     .to_batch(sluicegate_core::BatchSpec::new("store", stage, config));
-    let running = within(
-        LIMIT,
-        "the graph to start",
-        g.build().expect("valid graph").start(),
-    )
-    .await
-    .expect("starts");
+    let running = start(g).await;
     Phased { acks, go, running }
 }
 
