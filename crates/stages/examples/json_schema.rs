@@ -12,6 +12,8 @@
 //! (or give it a schema file and a file of records, one JSON document a
 //! line: `cargo run -p sluicegate-stages --example json_schema -- SCHEMA RECORDS`).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,16 +103,9 @@ async fn main() -> anyhow::Result<()> {
             StoreStage::<Value>::new(store.clone()),
             BatchConfig::new(500, Duration::from_millis(20)),
         ));
-    let report = g.build()?.start().await?.wait().await;
-    anyhow::ensure!(
-        report.is_clean(),
-        "the pipeline did not end cleanly: {report:?}"
-    );
+    common::run_to_end(g).await?;
 
-    println!("\ndead letters (stage | reason):");
-    for d in dead.items() {
-        println!("  {:<8} | {}", d.error.stage(), d.error.message());
-    }
+    common::print_dead_letters(&dead);
     let stats = validator.stats();
     println!("\nrejections by keyword:");
     for (keyword, count) in &stats.by_keyword {

@@ -11,6 +11,8 @@
 //!
 //! Run: `cargo run -p sluicegate-stages --example validate_and_store`
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,16 +70,9 @@ async fn main() -> anyhow::Result<()> {
         store_stage,
         BatchConfig::new(500, Duration::from_millis(20)),
     ));
-    let report = g.build()?.start().await?.wait().await;
-    anyhow::ensure!(
-        report.is_clean(),
-        "the pipeline did not end cleanly: {report:?}"
-    );
+    common::run_to_end(g).await?;
 
-    println!("\ndead letters (stage | reason):");
-    for d in dead.items() {
-        println!("  {} | {}", d.error.stage(), d.error.message());
-    }
+    common::print_dead_letters(&dead);
     let stats = validator.stats();
     println!("\nvalidation rejections by rule: {:?}", stats.by_rule);
 
