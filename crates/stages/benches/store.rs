@@ -12,6 +12,7 @@
 //! disk, not a tmpfs). Every run checks the table holds exactly the rows
 //! written.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 use sluicegate_core::testing::{AckLog, VecSource};
 use sluicegate_core::{BatchConfig, BatchSpec, Graph};
 use sluicegate_stages::store::{
-    PostgresStore, SqliteConfig, SqliteStore, Store, StoreStage, Synchronous,
+    PostgresStore, SqliteConfig, SqliteStore, Store, StoreError, StoreStage, Synchronous,
 };
 
 const BATCH: usize = 500;
@@ -100,23 +101,26 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-async fn sqlite(
-    dir: &std::path::Path,
-    sync: Synchronous,
+/// Measures one backend: a warm-up (page cache, code paths), then `rows`
+/// in batches of [`BATCH`] and `single_rows` one a transaction, each on a
+/// fresh table (`prefix` and a unique suffix) that `open` makes; pushes
+/// its two lines to `out` and returns the tables it used.
+async fn measure_backend<S, F>(
+    label: String,
+    prefix: &str,
+    open: impl Fn(String) -> F,
     rows: usize,
     single_rows: usize,
     out: &mut Vec<Line>,
-) -> anyhow::Result<()> {
-    let open = |name: &str| {
-        let mut c = SqliteConfig::new(dir.join(format!("{name}.db")), name);
-        c.synchronous = sync;
-        SqliteStore::open_with(c)
-    };
-    let label = format!("SQLite (WAL, synchronous={sync:?})");
-    // Warm up (page cache, code paths), then measure on fresh tables.
-    measure(Arc::new(open(&unique("warm")).await?), 2_000, BATCH).await?;
-    let batched = measure(Arc::new(open(&unique("batched")).await?), rows, BATCH).await?;
-    let single = measure(Arc::new(open(&unique("single")).await?), single_rows, 1).await?;
+) -> anyhow::Result<Vec<String>>
+where
+    S: Store + 'static,
+    F: Future<Output = Result<S, StoreError>>,
+{
+    let tables = ["warm", "batched", "single"].map(|t| unique(&format!("{prefix}{t}")));
+    measure(Arc::new(open(tables[0].clone()).await?), 2_000, BATCH).await?;
+    let batched = measure(Arc::new(open(tables[1].clone()).await?), rows, BATCH).await?;
+    let single = measure(Arc::new(open(tables[2].clone()).await?), single_rows, 1).await?;
     out.push(Line {
         backend: label.clone(),
         mode: "batched (500/tx)",
@@ -129,6 +133,23 @@ async fn sqlite(
         rows: single_rows,
         rate: single,
     });
+    Ok(tables.into())
+}
+
+async fn sqlite(
+    dir: &std::path::Path,
+    sync: Synchronous,
+    rows: usize,
+    single_rows: usize,
+    out: &mut Vec<Line>,
+) -> anyhow::Result<()> {
+    let open = |name: String| {
+        let mut c = SqliteConfig::new(dir.join(format!("{name}.db")), &name);
+        c.synchronous = sync;
+        SqliteStore::open_with(c)
+    };
+    let label = format!("SQLite (WAL, synchronous={sync:?})");
+    measure_backend(label, "", open, rows, single_rows, out).await?;
     Ok(())
 }
 
@@ -162,35 +183,16 @@ async fn postgres(rows: usize, single_rows: usize, out: &mut Vec<Line>) -> anyho
         show("synchronous_commit").await,
         show("fsync").await,
     );
-    let tables = [
-        unique("sg_bench_warm"),
-        unique("sg_bench_batched"),
-        unique("sg_bench_single"),
-    ];
-    let pg = |t: String| {
+    let open = |t: String| {
         let url = url.clone();
         async move { PostgresStore::connect(&url, &t).await }
     };
-    measure(Arc::new(pg(tables[0].clone()).await?), 2_000, BATCH).await?;
-    let batched = measure(Arc::new(pg(tables[1].clone()).await?), rows, BATCH).await?;
-    let single = measure(Arc::new(pg(tables[2].clone()).await?), single_rows, 1).await?;
+    let tables = measure_backend(label, "sg_bench_", open, rows, single_rows, out).await?;
     for t in &tables {
         admin
             .batch_execute(&format!("DROP TABLE IF EXISTS \"{t}\""))
             .await?;
     }
-    out.push(Line {
-        backend: label.clone(),
-        mode: "batched (500/tx)",
-        rows,
-        rate: batched,
-    });
-    out.push(Line {
-        backend: label,
-        mode: "one row per tx",
-        rows: single_rows,
-        rate: single,
-    });
     Ok(())
 }
 

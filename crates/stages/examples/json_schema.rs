@@ -12,13 +12,15 @@
 //! (or give it a schema file and a file of records, one JSON document a
 //! line: `cargo run -p sluicegate-stages --example json_schema -- SCHEMA RECORDS`).
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
-use sluicegate_core::testing::{AckLog, VecSource};
-use sluicegate_core::{BatchConfig, BatchSpec, DeadLetter, Graph, StageSpec, sink};
+use sluicegate_core::testing::{AckLog, CollectSink, VecSource};
+use sluicegate_core::{BatchConfig, BatchSpec, DeadLetter, Graph, StageSpec};
 use sluicegate_stages::codec::{Json, decode};
 use sluicegate_stages::store::{SqliteStore, Store, StoreStage};
 use sluicegate_stages::validate::SchemaValidator;
@@ -87,24 +89,12 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path().join("orders.db"), "orders").await?);
-    let dead: Arc<Mutex<Vec<String>>> = Arc::default();
-    let dead_sink = {
-        let dead = dead.clone();
-        sink(move |d: DeadLetter| {
-            let dead = dead.clone();
-            async move {
-                dead.lock()
-                    .map_err(|_| "dead-letter log poisoned")?
-                    .push(format!("{:<8} | {}", d.error.stage(), d.error.message()));
-                Ok::<_, &'static str>(())
-            }
-        })
-    };
+    let dead = CollectSink::<DeadLetter>::new();
 
     let acks = AckLog::new();
     let n = input.len();
     let mut g = Graph::builder("json_schema");
-    g.dead_letters(StageSpec::new("dead_letters", dead_sink));
+    g.dead_letters(StageSpec::new("dead_letters", dead.clone()));
     g.source("ingest", VecSource::new(input, acks.clone()))
         .via(StageSpec::new("decode", decode::<Value, _>(Json)))
         .via(StageSpec::new("validate", validator.clone()))
@@ -113,16 +103,9 @@ async fn main() -> anyhow::Result<()> {
             StoreStage::<Value>::new(store.clone()),
             BatchConfig::new(500, Duration::from_millis(20)),
         ));
-    let report = g.build()?.start().await?.wait().await;
-    anyhow::ensure!(
-        report.is_clean(),
-        "the pipeline did not end cleanly: {report:?}"
-    );
+    common::run_to_end(g).await?;
 
-    println!("\ndead letters (stage | reason):");
-    for line in dead.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter() {
-        println!("  {line}");
-    }
+    common::print_dead_letters(&dead);
     let stats = validator.stats();
     println!("\nrejections by keyword:");
     for (keyword, count) in &stats.by_keyword {

@@ -11,17 +11,16 @@
 //!
 //! Run: `cargo run -p sluicegate-stages --example validate_and_store`
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
-use sluicegate_core::testing::{AckLog, VecSource};
-use sluicegate_core::{BatchConfig, BatchSpec, DeadLetter, Graph, StageSpec, sink};
-use sluicegate_stages::Record;
+use sluicegate_core::testing::{AckLog, CollectSink, VecSource};
+use sluicegate_core::{BatchConfig, BatchSpec, DeadLetter, Graph, StageSpec};
 use sluicegate_stages::store::{SqliteStore, Store, StoreStage};
-use sluicegate_stages::transform::{EnrichConfig, Transform, enrich_and_hash};
-use sluicegate_stages::validate::{Field, Kind, Validator};
+use sluicegate_stages::{Record, orders};
 
 const INPUT: &[&[u8]] = &[
     br#"{"id":"o-1","amount":12.5,"currency":"EUR","email":"ann@example.com"}"#,
@@ -47,90 +46,33 @@ async fn main() -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, "orders").await?);
     println!("storing into {}", store.describe());
 
-    let validator = Validator::builder()
-        .max_payload_bytes(64 * 1024)
-        .field(
-            Field::new("id")
-                .required()
-                .kind(Kind::String)
-                .pattern("^[a-z0-9-]{1,36}$"),
-        )
-        .field(
-            Field::new("amount")
-                .required()
-                .kind(Kind::Number)
-                .range(0.0, 1000.0),
-        )
-        .field(
-            Field::new("currency")
-                .required()
-                .one_of(["EUR", "GBP", "USD"]),
-        )
-        .field(
-            Field::new("email")
-                .kind(Kind::String)
-                .pattern(r"^[^@\s]+@[^@\s]+$"),
-        )
-        .build()?;
-    let transform = Transform::<Record>::new()
-        .filter(|r| r.get("test") != Some(&Value::Bool(true)))
-        .try_map("amount_cents", |mut r: Record| {
-            let amount = r.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
-            let cents = (amount * 100.0).round();
-            if (amount * 100.0 - cents).abs() > 1e-6 {
-                return Err(format!("amount {amount} has more than 2 decimals"));
-            }
-            r.insert("amount_cents".into(), Value::from(cents as i64));
-            Ok(r)
-        });
+    // The order rules of `sluicegate_stages::orders`.
+    let validator = orders::rules().max_payload_bytes(64 * 1024).build()?;
     let store_stage = StoreStage::<Record>::new(store.clone());
     let store_stats = store_stage.stats();
 
-    let dead: Arc<Mutex<Vec<String>>> = Arc::default();
-    let dead_sink = {
-        let dead = dead.clone();
-        sink(move |d: DeadLetter| {
-            let dead = dead.clone();
-            async move {
-                dead.lock()
-                    .map_err(|_| "dead-letter log poisoned")?
-                    .push(format!("{} | {}", d.error.stage(), d.error.message()));
-                Ok::<_, &'static str>(())
-            }
-        })
-    };
+    let dead = CollectSink::<DeadLetter>::new();
 
     let acks = AckLog::new();
     let input: Vec<Bytes> = INPUT.iter().map(|b| Bytes::from_static(b)).collect();
     let n = input.len();
     let mut g = Graph::builder("validate_and_store");
-    g.dead_letters(StageSpec::new("dead_letters", dead_sink));
-    g.source("ingest", VecSource::new(input, acks.clone()))
-        .via(StageSpec::new("validate", validator.clone()).capacity(16))
-        .via(StageSpec::new("transform", transform).capacity(16))
-        .via(
-            StageSpec::new(
-                "enrich",
-                enrich_and_hash(EnrichConfig::new(*b"demo-key", ["email"]).rounds(1000), 2),
-            )
-            .concurrency(2)
-            .capacity(4),
-        )
-        .to_batch(BatchSpec::new(
-            "store",
-            store_stage,
-            BatchConfig::new(500, Duration::from_millis(20)),
-        ));
-    let report = g.build()?.start().await?.wait().await;
-    anyhow::ensure!(
-        report.is_clean(),
-        "the pipeline did not end cleanly: {report:?}"
-    );
+    g.dead_letters(StageSpec::new("dead_letters", dead.clone()));
+    // decode + validate -> transform -> enrich (see `sluicegate_stages::orders`)
+    orders::stages(
+        g.source("ingest", VecSource::new(input, acks.clone())),
+        validator.clone(),
+        *b"demo-key",
+        1000,
+    )
+    .to_batch(BatchSpec::new(
+        "store",
+        store_stage,
+        BatchConfig::new(500, Duration::from_millis(20)),
+    ));
+    common::run_to_end(g).await?;
 
-    println!("\ndead letters (stage | reason):");
-    for line in dead.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter() {
-        println!("  {line}");
-    }
+    common::print_dead_letters(&dead);
     let stats = validator.stats();
     println!("\nvalidation rejections by rule: {:?}", stats.by_rule);
 

@@ -22,6 +22,8 @@
 //!   [`StoreStage`](store::StoreStage) batch stage: idempotent writes on the
 //!   record's origin, acknowledgements only after commit, one bad row failing
 //!   alone, transient errors retried with backoff.
+//! - [`orders`]: the order records of the examples and tests, defined once:
+//!   their validation rules, transform and personal fields.
 //!
 //! # Example
 //!
@@ -74,6 +76,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod orders;
 pub mod store;
 pub mod transform;
 pub mod validate;

@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::backend::Backend;
 use common::corpus::{self, Expect};
-use common::{DeadLog, LIMIT, id, pg_admin, pg_drop, pg_ids, sqlite_ids, unique_table};
+use common::postgres::Postgres;
+use common::sqlite::Sqlite;
+use common::{DeadLog, LIMIT, id, unique_table};
 use sluicegate_core::testing::{AckLog, VecSource, within};
 use sluicegate_core::{BatchConfig, BatchSpec, Graph, Outcome, StageSpec};
 use sluicegate_stages::Record;
-use sluicegate_stages::store::{PostgresStore, SqliteStore, Store, StoreStage};
-use sluicegate_stages::transform::{EnrichConfig, enrich_and_hash};
+use sluicegate_stages::orders;
+use sluicegate_stages::store::{Store, StoreStage};
 
 struct Outcomes {
     acks: AckLog,
@@ -24,7 +27,7 @@ struct Outcomes {
     validated: sluicegate_stages::validate::ValidationStats,
 }
 
-async fn run(store: Arc<dyn Store>) -> Outcomes {
+async fn run(store: Arc<impl Store + 'static>) -> Outcomes {
     let cases = corpus::cases();
     let input: Vec<Bytes> = cases.iter().map(|c| Bytes::from(c.input.clone())).collect();
     let validator = corpus::validator();
@@ -32,22 +35,17 @@ async fn run(store: Arc<dyn Store>) -> Outcomes {
     let dead = DeadLog::default();
     let mut g = Graph::builder("corpus");
     g.dead_letters(StageSpec::new("dlq", dead.clone()));
-    g.source("src", VecSource::new(input, acks.clone()))
-        .via(StageSpec::new("validate", validator.clone()).capacity(16))
-        .via(StageSpec::new("transform", corpus::transform()).capacity(16))
-        .via(
-            StageSpec::new(
-                "enrich",
-                enrich_and_hash(EnrichConfig::new(*b"corpus-key", ["email"]).rounds(50), 2),
-            )
-            .concurrency(2)
-            .capacity(4),
-        )
-        .to_batch(BatchSpec::new(
-            "store",
-            StoreStage::<Record>::new(store),
-            BatchConfig::new(8, Duration::from_millis(20)),
-        ));
+    orders::stages(
+        g.source("src", VecSource::new(input, acks.clone())),
+        validator.clone(),
+        *b"corpus-key",
+        50,
+    )
+    .to_batch(BatchSpec::new(
+        "store",
+        StoreStage::<Record>::new(store),
+        BatchConfig::new(8, Duration::from_millis(20)),
+    ));
     let report = within(
         LIMIT,
         "the corpus pipeline",
@@ -128,36 +126,29 @@ fn check(out: &Outcomes, stored: &[String]) {
     );
 }
 
+/// Runs the corpus into a fresh table of `backend` and checks it against
+/// the rows read back from the database; returns the table.
+async fn run_into<B: Backend>(backend: &B) -> String {
+    let table = unique_table("corpus");
+    let out = run(backend.open(&table).await).await;
+    check(&out, &backend.ids(&table).await);
+    table
+}
+
 #[tokio::test]
 async fn corpus_into_sqlite() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("corpus.db");
-    let table = unique_table("corpus");
-    let store = within(LIMIT, "opening SQLite", SqliteStore::open(&path, &table))
-        .await
-        .expect("opens");
-    let out = run(Arc::new(store)).await;
-    check(&out, &sqlite_ids(&path, &table));
+    run_into(&Sqlite::new().await).await;
 }
 
 #[tokio::test]
 async fn corpus_into_postgres() {
-    let admin = pg_admin().await;
-    let table = unique_table("corpus");
-    let store = within(
-        LIMIT,
-        "connecting the store",
-        PostgresStore::connect(&common::pg_url(), &table),
-    )
-    .await
-    .expect("connects");
-    let out = run(Arc::new(store)).await;
-    check(&out, &pg_ids(&admin, &table).await);
+    let pg = Postgres::new().await;
+    let table = run_into(&pg).await;
     // What was stored is the enriched record: pseudonymised e-mail, fingerprint, cents.
     let row = within(
         LIMIT,
         "reading a stored record",
-        admin.query_one(
+        pg.admin.query_one(
             &format!("SELECT payload::text FROM \"{table}\" WHERE id = $1"),
             &[&id(1)],
         ),
@@ -166,9 +157,9 @@ async fn corpus_into_postgres() {
     .expect("row");
     let payload: serde_json::Value =
         serde_json::from_str(row.get::<_, &str>(0)).expect("stored JSON");
-    assert_eq!(payload["amount_cents"], 9950);
+    assert_eq!(payload[orders::CENTS_FIELD], 9950);
     assert_eq!(payload["email"].as_str().map(str::len), Some(64));
     assert_ne!(payload["email"], "a@example.com");
     assert_eq!(payload["fingerprint"].as_str().map(str::len), Some(64));
-    pg_drop(&admin, &[&table]).await;
+    pg.cleanup(&[]).await;
 }

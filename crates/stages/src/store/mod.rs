@@ -171,6 +171,13 @@ pub fn cap_offsets(
         .collect()
 }
 
+/// A consumer group's offsets to write with a batch, in the backends.
+#[derive(Clone, Copy)]
+pub(crate) struct GroupOffsets<'a> {
+    pub(crate) group: &'a str,
+    pub(crate) offsets: &'a [(String, i32, i64)],
+}
+
 /// The table a store keeps consumer offsets in (next to its rows, in the
 /// same database): `(group_id, topic, partition)` is its key,
 /// `next_offset` the offset to read next.

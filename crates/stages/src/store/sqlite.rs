@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use super::{DbError, OFFSETS_TABLE, Row, RowResult, Store, StoreError, Written, quote_table};
+use super::{
+    DbError, GroupOffsets, OFFSETS_TABLE, Row, RowResult, Store, StoreError, Written, quote_table,
+};
 
 /// SQLite's `synchronous` setting: how hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -210,12 +212,6 @@ impl SqliteStore {
             describe,
         })
     }
-}
-
-/// A consumer group's offsets to write with a batch.
-struct GroupOffsets<'a> {
-    group: &'a str,
-    offsets: &'a [(String, i32, i64)],
 }
 
 fn create_offsets_table(conn: &Connection) -> Result<(), StoreError> {

@@ -39,7 +39,7 @@ pub enum TransformError {
 type StepFn<I, O> = dyn Fn(I) -> Result<Option<O>, TransformError> + Send + Sync;
 
 /// A chain of `map`, `filter` and `try_map` steps from `I` to `O`, run as
-/// one [`Stage`].
+/// one [`Stage`](sluicegate_core::Stage).
 ///
 /// Each step is a plain function; fusing them saves a mailbox hop and a
 /// task switch per step. A `filter` that returns false drops the record

@@ -26,16 +26,20 @@
 //! Core's metrics count failures per stage; these counters say which rule
 //! or keyword failed.
 
+mod builder;
 mod field;
+mod rejection;
 mod schema;
+mod stats;
 mod validator;
 
+pub use builder::{PatternError, ValidatorBuilder};
 pub(crate) use field::type_name;
 pub use field::{Field, FieldRule, Kind};
+pub use rejection::Rejection;
 pub use schema::{
     DEFAULT_MAX_COUNTED_PATHS, OTHER_PATHS, SchemaError, SchemaRejection, SchemaStats,
     SchemaValidator, SchemaValidatorBuilder, Violation,
 };
-pub use validator::{
-    DEFAULT_MAX_PAYLOAD, PatternError, Rejection, ValidationStats, Validator, ValidatorBuilder,
-};
+pub use stats::ValidationStats;
+pub use validator::{DEFAULT_MAX_PAYLOAD, Validator};

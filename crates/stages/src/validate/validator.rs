@@ -1,222 +1,33 @@
 //! The validator: payload checks, field rules, custom rules, counters, stage.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use regex::Regex;
 use serde_json::Value;
 use sluicegate_core::{Origin, Outputs, SyncStage};
 
-use super::field::{CompiledField, Field, FieldRule, excerpt, type_name};
+use super::builder::{Custom, ValidatorBuilder};
+use super::field::{CompiledField, FieldRule, type_name};
+use super::rejection::{RECORD_RULES, Rejection, record_rule_index};
+use super::stats::ValidationStats;
 use crate::Record;
 use crate::codec::{PayloadError, parse_json};
 
 /// The default [`ValidatorBuilder::max_payload_bytes`]: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 
-/// Why a record was rejected. The `Display` text is the dead letter's reason:
-///
-/// - `payload: rule utf8: invalid UTF-8 at byte 3`
-/// - `payload: rule json: invalid JSON at line 1 column 7: EOF while parsing an object`
-/// - `payload: rule object: expected a JSON object, found null`
-/// - `field "amount": rule range: 1500 > max 1000`
-/// - `rule custom "refund_has_reason": refunds need a reason`
-///
-/// The grammar is `<subject>: rule <rule>: <detail>`, so a dead-letter
-/// store can be grepped by field and rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// The payload is not a JSON document (empty, too large, not UTF-8, not
-    /// JSON, nested too deep).
-    #[error("payload: rule {rule}: {0}", rule = .0.rule())]
-    Payload(PayloadError),
-    /// The payload is JSON but not an object.
-    #[error("payload: rule object: expected a JSON object, found {found}")]
-    NotAnObject {
-        /// The JSON type found instead.
-        found: &'static str,
-    },
-    /// A field broke a rule.
-    #[error("field {field:?}: rule {rule}: {detail}")]
-    Field {
-        /// The field's path.
-        field: String,
-        /// The rule it broke.
-        rule: FieldRule,
-        /// What was wrong (`1500 > max 1000`, `missing`, `expected number, found string`).
-        detail: String,
-    },
-    /// A custom rule said no.
-    #[error("rule custom {name:?}: {message}")]
-    Custom {
-        /// The custom rule's name.
-        name: String,
-        /// Its message.
-        message: String,
-    },
+pub(super) struct Inner {
+    pub(super) max_payload: usize,
+    pub(super) fields: Vec<CompiledField>,
+    pub(super) custom: Vec<Custom>,
+    pub(super) checked: AtomicU64,
+    pub(super) passed: AtomicU64,
+    pub(super) record_counts: [AtomicU64; RECORD_RULES.len()],
 }
 
-impl Rejection {
-    /// The rule's label: a [`PayloadError::rule`], `object`, a
-    /// [`FieldRule::name`], or `custom`.
-    pub fn rule(&self) -> &'static str {
-        match self {
-            Rejection::Payload(p) => p.rule(),
-            Rejection::NotAnObject { .. } => "object",
-            Rejection::Field { rule, .. } => rule.name(),
-            Rejection::Custom { .. } => "custom",
-        }
-    }
-
-    /// The field the rejection names, if any.
-    pub fn field(&self) -> Option<&str> {
-        match self {
-            Rejection::Field { field, .. } => Some(field),
-            _ => None,
-        }
-    }
-}
-
-/// The payload rules, in the order of [`RECORD_RULES`] (their counters).
-const RECORD_RULES: [&str; 9] = [
-    "empty", "max_size", "utf8", "json", "depth", "shape", "binary", "trailing", "object",
-];
-
-fn record_rule_index(rule: &str) -> usize {
-    RECORD_RULES
-        .iter()
-        .position(|r| *r == rule)
-        .unwrap_or(RECORD_RULES.len() - 1)
-}
-
-/// A custom rule: a name and a check.
-type CustomFn = dyn Fn(&Record) -> Result<(), String> + Send + Sync;
-
-struct Custom {
-    name: String,
-    check: Box<CustomFn>,
-    count: AtomicU64,
-}
-
-/// A pattern that does not compile.
-#[derive(Debug, thiserror::Error)]
-#[error("field {field:?}: invalid pattern: {source}")]
-pub struct PatternError {
-    /// The field whose pattern is invalid.
-    pub field: String,
-    /// The regex error.
-    #[source]
-    pub source: regex::Error,
-}
-
-/// Builds a [`Validator`]. See [`Validator::builder`].
-pub struct ValidatorBuilder {
-    max_payload: usize,
-    fields: Vec<Field>,
-    custom: Vec<Custom>,
-}
-
-impl fmt::Debug for ValidatorBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ValidatorBuilder")
-            .field("max_payload", &self.max_payload)
-            .field("fields", &self.fields)
-            .field(
-                "custom",
-                &self.custom.iter().map(|c| &c.name).collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
-impl ValidatorBuilder {
-    /// Rejects payloads larger than `max` bytes before parsing them (default
-    /// [`DEFAULT_MAX_PAYLOAD`]), so an oversize record costs a length check,
-    /// not a parse.
-    pub fn max_payload_bytes(mut self, max: usize) -> Self {
-        self.max_payload = max;
-        self
-    }
-
-    /// Adds a field's rules. Fields are checked in the order they are added.
-    pub fn field(mut self, field: Field) -> Self {
-        self.fields.push(field);
-        self
-    }
-
-    /// Adds a rule of your own, checked after every field rule, in the order
-    /// added: `Err(message)` rejects the record with
-    /// `rule custom "<name>": <message>`.
-    pub fn custom(
-        mut self,
-        name: impl Into<String>,
-        check: impl Fn(&Record) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.custom.push(Custom {
-            name: name.into(),
-            check: Box::new(check),
-            count: AtomicU64::new(0),
-        });
-        self
-    }
-
-    /// Compiles the patterns and freezes the rules.
-    ///
-    /// # Errors
-    ///
-    /// [`PatternError`] naming the first field whose pattern does not compile.
-    pub fn build(self) -> Result<Validator, PatternError> {
-        let fields = self
-            .fields
-            .into_iter()
-            .map(|field| {
-                let regex = match &field.pattern {
-                    Some(p) => Some(Regex::new(p).map_err(|source| PatternError {
-                        field: field.path.clone(),
-                        source,
-                    })?),
-                    None => None,
-                };
-                let one_of_text = field
-                    .one_of
-                    .as_ref()
-                    .map(|v| excerpt(&Value::Array(v.clone())))
-                    .unwrap_or_default();
-                Ok(CompiledField {
-                    field,
-                    regex,
-                    one_of_text,
-                    counts: Default::default(),
-                })
-            })
-            .collect::<Result<Vec<_>, PatternError>>()?;
-        Ok(Validator {
-            inner: Arc::new(Inner {
-                max_payload: self.max_payload,
-                fields,
-                custom: self.custom,
-                checked: AtomicU64::new(0),
-                passed: AtomicU64::new(0),
-                record_counts: Default::default(),
-            }),
-        })
-    }
-}
-
-struct Inner {
-    max_payload: usize,
-    fields: Vec<CompiledField>,
-    custom: Vec<Custom>,
-    checked: AtomicU64,
-    passed: AtomicU64,
-    record_counts: [AtomicU64; RECORD_RULES.len()],
-}
-
-/// Declarative validation of JSON records, and a [`Stage`] from bytes to
+/// Declarative validation of JSON records, and a [`Stage`](sluicegate_core::Stage) from bytes to
 /// [`Record`]s.
 ///
 /// Checks, in order, stopping at the first failure: the payload's size,
@@ -255,7 +66,7 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct Validator {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for Validator {
@@ -268,47 +79,10 @@ impl fmt::Debug for Validator {
     }
 }
 
-/// A snapshot of a validator's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ValidationStats {
-    /// Records checked.
-    pub checked: u64,
-    /// Records that passed every rule.
-    pub passed: u64,
-    /// Records rejected (each counted once, under the first rule it broke).
-    pub rejected: u64,
-    /// Rejections by rule label ([`Rejection::rule`]); rules with none are left out.
-    pub by_rule: BTreeMap<&'static str, u64>,
-    /// Rejections by field path, then rule; only non-zero counts.
-    pub by_field: BTreeMap<String, BTreeMap<&'static str, u64>>,
-    /// Rejections by custom rule name; only non-zero counts.
-    pub by_custom: BTreeMap<String, u64>,
-}
-
-impl ValidationStats {
-    /// Rejections under rule label `rule` (0 if none).
-    pub fn rule(&self, rule: &str) -> u64 {
-        self.by_rule.get(rule).copied().unwrap_or(0)
-    }
-
-    /// Rejections of field `field` under rule `rule` (0 if none).
-    pub fn field_rule(&self, field: &str, rule: &str) -> u64 {
-        self.by_field
-            .get(field)
-            .and_then(|m| m.get(rule))
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
 impl Validator {
     /// Starts declaring rules.
     pub fn builder() -> ValidatorBuilder {
-        ValidatorBuilder {
-            max_payload: DEFAULT_MAX_PAYLOAD,
-            fields: Vec::new(),
-            custom: Vec::new(),
-        }
+        ValidatorBuilder::new()
     }
 
     /// Validates raw bytes and returns the record, counting the outcome.

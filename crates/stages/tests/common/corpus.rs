@@ -1,10 +1,9 @@
 //! The malformed-input corpus: each input with what must become of it, and
-//! the validator and transform the corpus pipeline runs.
+//! the validator the corpus pipeline runs (the order rules of
+//! `sluicegate_stages::orders`, with a payload limit of its own).
 
-use serde_json::Value;
-use sluicegate_stages::Record;
-use sluicegate_stages::transform::Transform;
-use sluicegate_stages::validate::{Field, Kind, Validator};
+use sluicegate_stages::orders;
+use sluicegate_stages::validate::Validator;
 
 /// What must become of an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,61 +26,12 @@ pub struct Case {
 
 pub const MAX_PAYLOAD: usize = 4096;
 
-/// The orders schema the corpus is checked against.
+/// The order rules ([`orders::rules`]) with the corpus's payload limit.
 pub fn validator() -> Validator {
-    Validator::builder()
+    orders::rules()
         .max_payload_bytes(MAX_PAYLOAD)
-        .field(
-            Field::new("id")
-                .required()
-                .kind(Kind::String)
-                .pattern("^[a-z0-9-]{1,36}$"),
-        )
-        .field(
-            Field::new("amount")
-                .required()
-                .kind(Kind::Number)
-                .range(0.0, 1000.0),
-        )
-        .field(
-            Field::new("currency")
-                .required()
-                .one_of(["EUR", "GBP", "USD"]),
-        )
-        .field(
-            Field::new("email")
-                .kind(Kind::String)
-                .max_length(254)
-                .pattern(r"^[^@\s]+@[^@\s]+$"),
-        )
-        .field(Field::new("qty").kind(Kind::Integer).min(1.0))
-        .field(Field::new("tags").kind(Kind::Array).max_length(5))
-        .field(Field::new("customer.country").length(2, 2))
-        .custom("refund_has_reason", |r| {
-            let refund = r.get("refund") == Some(&Value::Bool(true));
-            if refund && r.get("reason").is_none_or(Value::is_null) {
-                Err("a refund needs a reason".into())
-            } else {
-                Ok(())
-            }
-        })
         .build()
         .expect("valid schema")
-}
-
-/// Drops test records; adds `amount_cents`, refusing sub-cent amounts.
-pub fn transform() -> Transform<Record> {
-    Transform::<Record>::new()
-        .filter(|r| r.get("test") != Some(&Value::Bool(true)))
-        .try_map("amount_cents", |mut r: Record| {
-            let amount = r.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
-            let cents = (amount * 100.0).round();
-            if (amount * 100.0 - cents).abs() > 1e-6 {
-                return Err(format!("amount {amount} has more than 2 decimals"));
-            }
-            r.insert("amount_cents".into(), Value::from(cents as i64));
-            Ok(r)
-        })
 }
 
 fn dead(stage: &'static str, reason: &str) -> Expect {

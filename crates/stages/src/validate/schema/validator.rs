@@ -106,7 +106,7 @@ struct Inner {
     counters: Counters,
 }
 
-/// Validation of JSON records against a JSON Schema, and a [`Stage`] from
+/// Validation of JSON records against a JSON Schema, and a [`Stage`](sluicegate_core::Stage) from
 /// [`Value`] to `Value`.
 ///
 /// The schema is compiled once (draft 2020-12 unless its `$schema` names

@@ -1,17 +1,21 @@
 //! PostgreSQL: one multi-row `INSERT ... SELECT FROM unnest(...)` per batch.
 
-use std::collections::HashMap;
+mod batch;
+mod errors;
+
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls};
 
 use super::open::redact_url;
-use super::{DbError, OFFSETS_TABLE, Row, RowResult, Store, StoreError, Written, quote_table};
+use super::{GroupOffsets, OFFSETS_TABLE, Row, RowResult, Store, StoreError, quote_table};
+use batch::{Conn, Failure, write_fast, write_isolating};
+use errors::{breaks_connection, classify, db_error, sqlstate};
 
 /// Settings of a [`PostgresStore`].
 #[derive(Debug, Clone)]
@@ -34,11 +38,6 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(5),
         }
     }
-}
-
-struct Conn {
-    client: Client,
-    insert: Statement,
 }
 
 /// A PostgreSQL store.
@@ -80,231 +79,6 @@ impl std::fmt::Debug for PostgresStore {
             .field("at", &self.describe)
             .finish()
     }
-}
-
-/// The SQLSTATE of a driver error.
-fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
-    e.code().map(|c| c.code())
-}
-
-fn db_error(e: &tokio_postgres::Error) -> DbError {
-    match e.as_db_error() {
-        Some(db) => DbError {
-            code: Some(db.code().code().to_string()),
-            message: db.message().to_string(),
-        },
-        None => DbError::chain(e),
-    }
-}
-
-fn is_transient(e: &tokio_postgres::Error) -> bool {
-    match sqlstate(e) {
-        Some(s) => {
-            s.starts_with("08")
-                || matches!(
-                    s,
-                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "55P03"
-                )
-        }
-        // No SQLSTATE: the connection closed, or an I/O error.
-        None => {
-            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
-        }
-    }
-}
-
-/// Whether the error is about one row's data or a constraint.
-fn is_row_level(e: &tokio_postgres::Error) -> bool {
-    sqlstate(e).is_some_and(|s| s.starts_with("22") || s.starts_with("23"))
-}
-
-fn classify(op: &'static str, e: &tokio_postgres::Error) -> StoreError {
-    let source = db_error(e);
-    if is_transient(e) {
-        StoreError::Transient { op, source }
-    } else {
-        StoreError::Permanent { op, source }
-    }
-}
-
-/// Whether the connection is unusable after `e`.
-fn breaks_connection(e: &StoreError) -> bool {
-    match e {
-        StoreError::Transient { source, .. } => source
-            .code
-            .as_deref()
-            .is_none_or(|c| c.starts_with("08") || c.starts_with("57P")),
-        StoreError::Unreachable { .. } => true,
-        _ => false,
-    }
-}
-
-/// The batch as five column arrays, the statement's parameters.
-struct Columns<'a> {
-    ids: Vec<&'a str>,
-    topics: Vec<Option<&'a str>>,
-    partitions: Vec<Option<i32>>,
-    offsets: Vec<Option<i64>>,
-    payloads: Vec<&'a str>,
-}
-
-impl<'a> Columns<'a> {
-    fn of(rows: &'a [Row]) -> Self {
-        Columns {
-            ids: rows.iter().map(|r| r.id.as_str()).collect(),
-            topics: rows.iter().map(|r| r.topic.as_deref()).collect(),
-            partitions: rows.iter().map(|r| r.partition).collect(),
-            offsets: rows.iter().map(|r| r.offset).collect(),
-            payloads: rows.iter().map(|r| r.payload.as_str()).collect(),
-        }
-    }
-
-    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
-        [
-            &self.ids,
-            &self.topics,
-            &self.partitions,
-            &self.offsets,
-            &self.payloads,
-        ]
-    }
-}
-
-/// Marks each row inserted or duplicate from the ids the insert returned
-/// (a key repeated within the batch is inserted once, then a duplicate).
-fn mark(rows: &[Row], returned: &[tokio_postgres::Row]) -> Vec<RowResult> {
-    let mut inserted: HashMap<String, usize> = HashMap::with_capacity(returned.len());
-    for r in returned {
-        if let Ok(id) = r.try_get::<_, String>(0) {
-            *inserted.entry(id).or_insert(0) += 1;
-        }
-    }
-    rows.iter()
-        .map(|row| match inserted.get_mut(&row.id) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                Ok(Written::Inserted)
-            }
-            _ => Ok(Written::Duplicate),
-        })
-        .collect()
-}
-
-/// How the one-statement attempt failed.
-enum Failure {
-    /// A row's data or a constraint: isolate the bad rows.
-    RowLevel,
-    /// Anything else: the batch fails with this error.
-    Batch(StoreError),
-}
-
-/// A consumer group's offsets to write with a batch.
-#[derive(Clone, Copy)]
-struct GroupOffsets<'a> {
-    group: &'a str,
-    offsets: &'a [(String, i32, i64)],
-}
-
-/// Upserts `o` in the transaction `tx` (never moving an offset back).
-async fn write_offsets(
-    tx: &tokio_postgres::Transaction<'_>,
-    o: GroupOffsets<'_>,
-) -> Result<(), tokio_postgres::Error> {
-    let topics: Vec<&str> = o.offsets.iter().map(|(t, _, _)| t.as_str()).collect();
-    let partitions: Vec<i32> = o.offsets.iter().map(|(_, p, _)| *p).collect();
-    let next: Vec<i64> = o.offsets.iter().map(|(_, _, n)| *n).collect();
-    tx.execute(
-        &format!(
-            "INSERT INTO {OFFSETS_TABLE} (group_id, topic, \"partition\", next_offset) \
-             SELECT $1::text, u.topic, u.part, u.next \
-             FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(topic, part, next) \
-             ON CONFLICT (group_id, topic, \"partition\") DO UPDATE \
-             SET next_offset = excluded.next_offset, updated_at = now() \
-             WHERE excluded.next_offset > {OFFSETS_TABLE}.next_offset"
-        ),
-        &[&o.group, &topics, &partitions, &next],
-    )
-    .await
-    .map(|_| ())
-}
-
-async fn write_fast(
-    conn: &mut Conn,
-    rows: &[Row],
-    offsets: Option<GroupOffsets<'_>>,
-) -> Result<Vec<RowResult>, Failure> {
-    let Conn { client, insert } = conn;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| Failure::Batch(classify("begin", &e)))?;
-    let columns = Columns::of(rows);
-    let returned = match tx.query(&*insert, &columns.params()).await {
-        Ok(r) => r,
-        // Dropping `tx` rolls back.
-        Err(e) if is_row_level(&e) => return Err(Failure::RowLevel),
-        Err(e) => return Err(Failure::Batch(classify("insert", &e))),
-    };
-    if let Some(o) = offsets {
-        write_offsets(&tx, o)
-            .await
-            .map_err(|e| Failure::Batch(classify("write offsets", &e)))?;
-    }
-    tx.commit()
-        .await
-        .map_err(|e| Failure::Batch(classify("commit", &e)))?;
-    Ok(mark(rows, &returned))
-}
-
-async fn write_isolating(
-    conn: &mut Conn,
-    rows: &[Row],
-    offsets: Option<GroupOffsets<'_>>,
-) -> Result<Vec<RowResult>, StoreError> {
-    let Conn { client, insert } = conn;
-    let mut tx = client
-        .transaction()
-        .await
-        .map_err(|e| classify("begin", &e))?;
-    let mut results = Vec::with_capacity(rows.len());
-    for row in rows {
-        let one = std::slice::from_ref(row);
-        let columns = Columns::of(one);
-        let sp = tx
-            .savepoint("sluicegate_row")
-            .await
-            .map_err(|e| classify("savepoint", &e))?;
-        match sp.query(&*insert, &columns.params()).await {
-            Ok(returned) => {
-                sp.commit()
-                    .await
-                    .map_err(|e| classify("release savepoint", &e))?;
-                results.extend(mark(one, &returned));
-            }
-            Err(e) if is_row_level(&e) => {
-                sp.rollback()
-                    .await
-                    .map_err(|e| classify("rollback to savepoint", &e))?;
-                results.push(Err(StoreError::Row {
-                    id: row.id.clone(),
-                    source: db_error(&e),
-                }));
-            }
-            Err(e) => return Err(classify("insert", &e)),
-        }
-    }
-    if let Some(o) = offsets {
-        let capped = super::cap_offsets(o.offsets, rows, &results);
-        let o = GroupOffsets {
-            group: o.group,
-            offsets: &capped,
-        };
-        write_offsets(&tx, o)
-            .await
-            .map_err(|e| classify("write offsets", &e))?;
-    }
-    tx.commit().await.map_err(|e| classify("commit", &e))?;
-    Ok(results)
 }
 
 impl PostgresStore {
