@@ -43,7 +43,8 @@ pub use sink::{
     DeadLetterSink, KafkaSink, ProducerRecord, RetryStats, SinkStats, TracingContext, headers,
 };
 pub use source::{
-    KafkaSource, KafkaSourceHandle, PartitionLag, PauseReason, SourceStats, consumer_group,
+    ExactlyOnce, Generation, KafkaSource, KafkaSourceHandle, Ownership, PartitionLag, PauseReason,
+    SourceStats, consumer_group,
 };
 pub use tracker::{OffsetTracker, PartitionState};
 pub use txn::{KafkaTxnSink, TxnStats};

@@ -14,7 +14,7 @@ use sluicegate_core::{BatchStage, CancellationToken, CommitLedger, Origin, Outpu
 use crate::config::KafkaConfig;
 use crate::error::KafkaIoError;
 use crate::sink::{ProducerRecord, TracingContext, future_record};
-use crate::source::{KafkaSourceHandle, Ownership};
+use crate::source::{ExactlyOnce, Generation, Ownership};
 
 /// Counters of one [`KafkaTxnSink`].
 #[derive(Debug, Default, serde::Serialize)]
@@ -29,6 +29,10 @@ pub struct TxnStats {
     /// Records the broker had acknowledged in transactions that were then
     /// aborted: `read_committed` readers never see them.
     pub aborted_records: AtomicU64,
+    /// Transactions aborted because the source's assignment changed between
+    /// their start and their commit (see [`ExactlyOnce`]); included in
+    /// `aborts`, not counted against [`KafkaTxnSink::max_attempts`].
+    pub reassigned: AtomicU64,
     /// Records not produced because their partition was revoked before
     /// their transaction began (the partition's new owner reads them again
     /// from the last committed transaction).
@@ -70,8 +74,11 @@ struct Attempt {
 /// 2. produce every record and await every delivery;
 /// 3. `send_offsets_to_transaction` with the source's group metadata and,
 ///    per partition, the offset after the contiguous run of records that
-///    are finished or in this batch ([`KafkaSourceHandle::transaction_offsets`]);
-/// 4. `commit_transaction`.
+///    are finished or in this batch (through the source's [`ExactlyOnce`]);
+/// 4. `commit_transaction`, unless the source's assignment changed since
+///    the transaction began (its [`Generation`] moved): then the
+///    transaction is aborted and the batch tried again under the new
+///    assignment.
 ///
 /// The batch's acknowledgements resolve as delivered only after the commit
 /// returned: that is when their records are finished. On any error the
@@ -137,7 +144,10 @@ struct Attempt {
 /// it passes, the source stops with [`KafkaIoError::RevokeTimedOut`]
 /// rather than let those records commit after the partition moved on. A
 /// partition revoked during a transaction aborts it, and the batch is tried
-/// again without that partition's records.
+/// again without that partition's records; so is a transaction during
+/// which partitions were assigned (any change of the assignment's
+/// [`Generation`], see [`ExactlyOnce`]). Such an abort does not count as a
+/// failed attempt.
 ///
 /// # Example
 ///
@@ -149,7 +159,7 @@ struct Attempt {
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let kafka = KafkaConfig::new("127.0.0.1:9092");
 /// let source = KafkaSource::new(kafka.clone(), "orders-eos", ["orders"]).transactional(true);
-/// let sink = KafkaTxnSink::new(&kafka, "orders-upper", "orders-eos-0", &source.handle())?;
+/// let sink = KafkaTxnSink::new(&kafka, "orders-upper", "orders-eos-0", source.exactly_once())?;
 /// let mut g = Graph::builder("orders-eos");
 /// g.source("in", source)
 ///     .via(StageSpec::new("upper", map(|b: bytes::Bytes| {
@@ -163,7 +173,7 @@ pub struct KafkaTxnSink {
     producer: FutureProducer<TracingContext>,
     topic: String,
     transactional_id: String,
-    source: KafkaSourceHandle,
+    source: ExactlyOnce,
     init_timeout: Duration,
     timeout: Duration,
     retry: RetryPolicy,
@@ -181,8 +191,9 @@ pub struct KafkaTxnSink {
 
 impl KafkaTxnSink {
     /// A sink producing to `topic` in transactions of the producer
-    /// `transactional_id`, committing the offsets of `source` (the handle of
-    /// a [`KafkaSource`](crate::KafkaSource) in transactional mode).
+    /// `transactional_id`, committing the offsets of the source `source`
+    /// couples it to (from [`KafkaSource::exactly_once`](crate::KafkaSource::exactly_once),
+    /// the source in transactional mode).
     ///
     /// `config` is the producer's (any librdkafka property passes through;
     /// `transactional.id` is set here; `linger.ms` defaults to 5).
@@ -196,7 +207,7 @@ impl KafkaTxnSink {
         config: &KafkaConfig,
         topic: impl Into<String>,
         transactional_id: impl Into<String>,
-        source: &KafkaSourceHandle,
+        source: ExactlyOnce,
     ) -> Result<Self, KafkaIoError> {
         let transactional_id = transactional_id.into();
         let producer = config
@@ -210,7 +221,7 @@ impl KafkaTxnSink {
             producer,
             topic: topic.into(),
             transactional_id,
-            source: source.clone(),
+            source,
             init_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::new(3, Duration::from_millis(100), Duration::from_secs(5)),
@@ -343,20 +354,20 @@ impl KafkaTxnSink {
         }
     }
 
-    /// One transaction over the records of `batch` marked live. Returns the
-    /// offsets it committed.
+    /// One transaction over the records of `batch` marked live under the
+    /// assignment of generation `began`. Returns the offsets it committed.
     async fn attempt(
         &self,
         batch: &[ProducerRecord],
         origins: &[&Origin],
         live: &[bool],
+        began: Generation,
     ) -> Result<Vec<(String, i32, i64)>, Attempt> {
         let fail = |error: KafkaIoError, produced: u64, fatal: bool| Attempt {
             error,
             produced,
             fatal,
         };
-        let revocations = self.source.stats().revocations.load(Ordering::SeqCst);
         if let Err(e) = self.producer.begin_transaction() {
             let fatal = self.is_fatal(&e);
             return Err(fail(self.step_error("begin_transaction", e), 0, fatal));
@@ -427,8 +438,9 @@ impl KafkaTxnSink {
             tracing::warn!(transactional_id = %self.transactional_id, partitions = ?short, wait = ?self.gap_wait, "an earlier record is unfinished: committing offsets short of this transaction's records (they would be produced again after a crash before the next commit); keep per-partition order before the transactional sink");
         }
         if !offsets.is_empty() {
-            let Some(group) = self.source.group_metadata() else {
-                return Err(fail(KafkaIoError::NoGroupMetadata, produced, false));
+            let group = match self.source.group_metadata_for(began) {
+                Ok(group) => group,
+                Err(error) => return Err(fail(error, produced, false)),
             };
             let timeout = self.timeout;
             let list = offsets.clone();
@@ -445,26 +457,16 @@ impl KafkaTxnSink {
                 return Err(fail(error, produced, fatal));
             }
         }
-        // 3. A partition revoked meanwhile must not get outputs committed
-        // here: its new owner produces them again.
-        if self.source.stats().revocations.load(Ordering::SeqCst) != revocations {
-            let lost = origins
-                .iter()
-                .zip(live)
-                .find_map(|(o, l)| match (&o.topic, o.partition) {
-                    (Some(t), Some(p)) if *l && !self.source.owns(t, p) => Some((t.to_string(), p)),
-                    _ => None,
-                });
-            if let Some((topic, partition)) = lost {
-                return Err(fail(
-                    KafkaIoError::RevokedDuringTransaction { topic, partition },
-                    produced,
-                    false,
-                ));
-            }
-        }
         if !self.hold_before_commit.is_zero() {
             tokio::time::sleep(self.hold_before_commit).await;
+        }
+        // 3. Under another assignment, the records' partitions may have been
+        // revoked (their new owner produces them again) and the offsets
+        // were computed, and sent, for the old one: abort, try again. A
+        // revocation of the transaction's partitions cannot finish from
+        // here to the commit: it waits for these records.
+        if let Err(error) = self.source.unchanged_since(began) {
+            return Err(fail(error, produced, false));
         }
         // 4. Commit (a retriable failure may simply be retried).
         let timeout = self.timeout;
@@ -606,13 +608,16 @@ impl BatchStage for KafkaTxnSink {
         let _one_at_a_time = self.txn.lock().await;
         loop {
             attempts += 1;
+            // Before deciding which records are live: the commit checks
+            // that the assignment they were decided under still holds.
+            let began = self.source.generation();
             let live = self
                 .live(origins)
                 .map_err(|e| self.give_up(n, attempts, false, e))?;
             let skipped = live.iter().filter(|l| !**l).count();
-            match self.attempt(&batch, origins, &live).await {
+            match self.attempt(&batch, origins, &live, began).await {
                 Ok(offsets) => {
-                    self.source.mark_committed(&offsets);
+                    CommitLedger::committed(&self.source, &offsets);
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .records
@@ -643,6 +648,14 @@ impl BatchStage for KafkaTxnSink {
                     self.stats
                         .aborted_records
                         .fetch_add(failed.produced, Ordering::Relaxed);
+                    if let KafkaIoError::AssignmentChanged { began, now } = failed.error {
+                        // Not a failure: each such abort needs another
+                        // rebalance. Try again at once, under the new one.
+                        self.stats.reassigned.fetch_add(1, Ordering::Relaxed);
+                        attempts -= 1;
+                        tracing::info!(transactional_id = %self.transactional_id, began, now, "the assignment changed during the transaction; trying the batch again under the new one");
+                        continue;
+                    }
                     if !self.retry.allows_another(attempts) {
                         return Err(self.give_up(n, attempts, false, failed.error));
                     }
@@ -665,7 +678,7 @@ impl BatchStage for KafkaTxnSink {
 /// [`KafkaTxnSink::idle_commit_interval`]).
 struct IdleCommitter {
     producer: FutureProducer<TracingContext>,
-    source: KafkaSourceHandle,
+    source: ExactlyOnce,
     stats: Arc<TxnStats>,
     txn: Arc<tokio::sync::Mutex<()>>,
     timeout: Duration,
@@ -678,14 +691,17 @@ impl IdleCommitter {
     /// `Err` only when the producer is unusable.
     async fn commit(&self) -> Result<(), KafkaIoError> {
         let _one_at_a_time = self.txn.lock().await;
+        let began = self.source.generation();
         let offsets = CommitLedger::offsets_with(&self.source, &[]);
         if offsets.is_empty() {
             return Ok(());
         }
-        let Some(group) = self.source.group_metadata() else {
+        // Not assigned yet, or reassigned already: the next try.
+        let Ok(group) = self.source.group_metadata_for(began) else {
             return Ok(());
         };
         let (producer, list, timeout) = (self.producer.clone(), offsets.clone(), self.timeout);
+        let source = self.source.clone();
         let committed = tokio::task::spawn_blocking(move || {
             producer.begin_transaction()?;
             let sent = (|| {
@@ -694,6 +710,10 @@ impl IdleCommitter {
                     tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
                 }
                 producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
+                if source.unchanged_since(began).is_err() {
+                    // Reassigned meanwhile: aborted, the next try.
+                    return Err(KafkaError::Canceled);
+                }
                 producer.commit_transaction(timeout)
             })();
             if sent.is_err() {
@@ -705,7 +725,7 @@ impl IdleCommitter {
         .unwrap_or(Err(KafkaError::Canceled));
         match committed {
             Ok(()) => {
-                self.source.mark_committed(&offsets);
+                CommitLedger::committed(&self.source, &offsets);
                 self.stats
                     .offset_only_commits
                     .fetch_add(1, Ordering::Relaxed);

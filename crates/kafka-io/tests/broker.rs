@@ -82,7 +82,7 @@ async fn a_transaction_never_commits_past_a_record_another_branch_holds() {
         &KafkaConfig::new(&brokers),
         &output,
         unique("split-txn"),
-        &handle,
+        handle.exactly_once(),
     )
     .expect("sink")
     .gap_wait(Duration::from_millis(20));

@@ -65,9 +65,14 @@ fn pipeline(
     let source = KafkaSource::new(KafkaConfig::new(brokers), group, ["in"]).transactional(true);
     let handle = source.handle();
     let sink = configure(
-        KafkaTxnSink::new(&KafkaConfig::new(brokers), "out", transactional_id, &handle)
-            .expect("sink")
-            .backoff(Duration::from_millis(10)),
+        KafkaTxnSink::new(
+            &KafkaConfig::new(brokers),
+            "out",
+            transactional_id,
+            handle.exactly_once(),
+        )
+        .expect("sink")
+        .backoff(Duration::from_millis(10)),
     );
     let stats = sink.stats();
     let mut g = Graph::builder("eos");
@@ -268,7 +273,7 @@ async fn misconfigurations_fail_at_start() {
         &KafkaConfig::new(&mock.brokers),
         "out",
         "eos-x",
-        &source.handle(),
+        source.exactly_once(),
     )
     .expect("sink");
     let mut g = Graph::builder("not-transactional");
@@ -301,7 +306,7 @@ async fn misconfigurations_fail_at_start() {
         &KafkaConfig::new("127.0.0.1:1"),
         "out",
         "eos-y",
-        &source.handle(),
+        source.exactly_once(),
     )
     .expect("sink")
     .init_timeout(Duration::from_secs(2));
@@ -358,7 +363,7 @@ async fn a_revoke_that_cannot_wait_for_its_transactions_stops_the_source() {
         &KafkaConfig::new(&mock.brokers),
         "out",
         "eos-revoke",
-        &handle,
+        handle.exactly_once(),
     )
     .expect("sink");
     // Records wait at a gate that never opens: they stay in flight.

@@ -43,10 +43,11 @@
 //!
 //! With [`KafkaSource::transactional`], for exactly-once Kafka to Kafka, the
 //! source commits nothing itself: a [`KafkaTxnSink`](crate::KafkaTxnSink)
-//! commits the offsets in its transactions, computed from the same tracker
-//! ([`KafkaSourceHandle::transaction_offsets`]), with the group metadata the
-//! consumer thread captures after each assignment
-//! ([`KafkaSourceHandle::group_metadata`]). Revocations still wait for the
+//! commits the offsets in its transactions, through the [`ExactlyOnce`]
+//! coupling: offsets computed from the same tracker, the group metadata the
+//! consumer thread captures, and an assignment generation that moves at
+//! every assignment and revocation, so a transaction begun under another
+//! assignment is aborted rather than committed. Revocations still wait for the
 //! revoked partitions' records in flight, so their transactions commit
 //! before the partitions are released.
 //!
@@ -76,6 +77,7 @@
 mod acker;
 mod callbacks;
 mod consume;
+mod exactly_once;
 mod handle;
 mod pause;
 mod shared;
@@ -93,8 +95,8 @@ use crate::error::KafkaIoError;
 
 use callbacks::Callbacks;
 use consume::check_topics;
+pub use exactly_once::{ExactlyOnce, Generation, Ownership};
 pub use handle::{KafkaSourceHandle, PartitionLag, PauseReason};
-pub(crate) use shared::Ownership;
 use shared::Shared;
 pub use shared::SourceStats;
 
@@ -253,7 +255,7 @@ impl KafkaSource {
     /// transaction, along with the outputs of the records they cover. The
     /// source still tracks which records are finished, captures the group
     /// metadata the sink sends with the offsets
-    /// ([`KafkaSourceHandle::group_metadata`]), pauses on a full graph, and
+    /// ([`ExactlyOnce::group_metadata_for`]), pauses on a full graph, and
     /// on revoke still waits (up to [`KafkaSource::revoke_timeout`]) for the
     /// revoked partitions' records in flight, so their transactions commit
     /// before another member takes the partitions over. Keep the revoke
@@ -327,6 +329,14 @@ impl KafkaSource {
         KafkaSourceHandle {
             shared: self.shared.clone(),
         }
+    }
+
+    /// The coupling through which a [`KafkaTxnSink`](crate::KafkaTxnSink)
+    /// commits this source's offsets in its transactions (see
+    /// [`ExactlyOnce`]; the source must be in
+    /// [transactional mode](KafkaSource::transactional)).
+    pub fn exactly_once(&self) -> ExactlyOnce {
+        self.handle().exactly_once()
     }
 
     /// The client configuration (secrets redacted in `Debug`).

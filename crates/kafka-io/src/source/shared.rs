@@ -1,18 +1,17 @@
 //! State shared by the consumer thread, its librdkafka callbacks and the
 //! acknowledgements arriving from the graph.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LockResult, Mutex, MutexGuard, OnceLock, WaitTimeoutResult};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use sluicegate_core::{DropReason, Envelope, FailureKind, ItemError};
 
+use super::exactly_once::Assignment;
 use crate::error::KafkaIoError;
 use crate::offset_store::OffsetStore;
 use crate::tracker::OffsetTracker;
@@ -75,10 +74,10 @@ pub(super) struct Shared {
     pub(super) high_watermarks: Mutex<BTreeMap<(String, i32), i64>>,
     /// Offsets are committed by a transactional sink, never by the source.
     pub(super) transactional: AtomicBool,
-    /// The consumer group metadata, refreshed on the consumer thread.
-    pub(super) group_metadata: GroupMetadataSlot,
-    /// Partitions revoked and not assigned again since.
-    pub(super) released: Mutex<BTreeSet<(String, i32)>>,
+    /// Ownership, its generation and the group metadata, for a
+    /// transactional sink (see [`ExactlyOnce`](super::ExactlyOnce)); locked
+    /// before `tracker` when both are.
+    pub(super) assignment: Mutex<Assignment>,
     /// The first record that ended unfinished (the source stops with it).
     pub(super) failure: Mutex<Option<RecordFailure>>,
     /// Records still in flight when a revocation in transactional mode gave
@@ -207,32 +206,6 @@ impl RecordFailure {
     }
 }
 
-/// Whether a partition is this consumer's, for a transactional sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ownership {
-    /// Assigned and tracked.
-    Owned,
-    /// Revoked since its records were handed out.
-    Revoked,
-    /// Never consumed by this source.
-    Foreign,
-}
-
-/// The consumer's group metadata (member id, generation), captured on the
-/// consumer thread after each assignment for a transactional sink to send
-/// with its offsets.
-#[derive(Default)]
-pub(super) struct GroupMetadataSlot(pub(super) Mutex<Option<Arc<ConsumerGroupMetadata>>>);
-
-impl std::fmt::Debug for GroupMetadataSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let known = lock(&self.0).is_some();
-        f.debug_struct("GroupMetadata")
-            .field("known", &known)
-            .finish()
-    }
-}
-
 impl Shared {
     /// Whether acknowledgements report split records' parts: a stage that
     /// commits the offsets with its own work (a transactional sink, a store
@@ -264,14 +237,6 @@ impl Shared {
     /// The error the source stops with, when a record ended unfinished.
     pub(super) fn take_failure(&self) -> Option<KafkaIoError> {
         lock(&self.failure).take().map(RecordFailure::into_error)
-    }
-
-    pub(super) fn refresh_group_metadata<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
-        if self.transactional.load(Ordering::Relaxed) {
-            if let Some(gm) = consumer.group_metadata() {
-                *lock(&self.group_metadata.0) = Some(Arc::new(gm));
-            }
-        }
     }
 }
 
