@@ -31,7 +31,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluicegate_core::Origin;
 
-use crate::sink::headers;
+use crate::dead_letter::headers;
 
 /// The retry topics of an input topic: one per delay level, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

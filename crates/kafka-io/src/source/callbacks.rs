@@ -10,7 +10,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::pause::set_assigned;
 use super::shared::{Shared, commit, lock, log_commit_failure, release_held};
-use crate::sink::TracingContext;
+use crate::producer::TracingContext;
 
 /// librdkafka callbacks: rebalances and commit results.
 pub(super) struct Callbacks {

@@ -79,7 +79,9 @@ mod callbacks;
 mod consume;
 mod exactly_once;
 mod handle;
+mod metadata;
 mod pause;
+mod record;
 mod shared;
 
 use std::sync::Arc;
@@ -94,9 +96,9 @@ use crate::config::KafkaConfig;
 use crate::error::KafkaIoError;
 
 use callbacks::Callbacks;
-use consume::check_topics;
 pub use exactly_once::{ExactlyOnce, Generation, Ownership};
 pub use handle::{KafkaSourceHandle, PartitionLag, PauseReason};
+use metadata::check_topics;
 use shared::Shared;
 pub use shared::SourceStats;
 
