@@ -8,8 +8,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, ConsumerContext, Rebalance};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::commit::{commit, log_commit_failure};
 use super::pause::set_assigned;
-use super::shared::{Shared, commit, lock, log_commit_failure, release_held};
+use super::shared::{Shared, lock, release_held};
 use crate::producer::TracingContext;
 
 /// librdkafka callbacks: rebalances and commit results.

@@ -12,13 +12,14 @@ use sluicegate_core::{AckReceiver, EmitStop, SourceContext};
 use super::KafkaSource;
 use super::acker::Acker;
 use super::callbacks::Callbacks;
+use super::commit::{commit, mirror_committed};
 use super::metadata::{check_topics, refresh_watermarks};
 use super::pause::{
     hold_until_due, is_holding, pause_full_window, resume_shrunk_windows, set_graph_paused,
     take_due,
 };
 use super::record::{Records, due_time};
-use super::shared::{Shared, commit, lock, mirror_committed, release_held};
+use super::shared::{Shared, lock, release_held};
 use crate::error::KafkaIoError;
 
 impl KafkaSource {
