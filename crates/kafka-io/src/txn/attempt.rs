@@ -150,42 +150,48 @@ impl KafkaTxnSink {
         if let Err(error) = self.source.unchanged_since(began) {
             return Err(fail(error, produced, false));
         }
-        // 4. Commit (a retriable failure may simply be retried).
-        let timeout = self.timeout;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self
-                .blocking("commit_transaction", move |p| p.commit_transaction(timeout))
-                .await
-            {
-                Ok(()) => return Ok(offsets),
-                Err((KafkaIoError::Transaction { source, .. }, false))
-                    if tries < 3
-                        && matches!(&source, KafkaError::Transaction(e) if e.is_retriable() && !e.txn_requires_abort()) =>
-                {
-                    tracing::debug!(error = %source, "commit_transaction failed; retrying it");
-                }
-                Err((error, fatal)) => return Err(fail(error, produced, fatal)),
-            }
-        }
+        // 4. Commit.
+        self.end(true)
+            .await
+            .map(|()| offsets)
+            .map_err(|(error, fatal)| fail(error, produced, fatal))
     }
 
     /// Aborts the current transaction.
     pub(super) async fn abort(&self) -> Result<(), (KafkaIoError, bool)> {
+        self.end(false).await
+    }
+
+    /// Commits (`commit`) or aborts the current transaction. A retriable
+    /// failure is tried again, up to 3 times in all; for a commit, only
+    /// one that does not require an abort.
+    async fn end(&self, commit: bool) -> Result<(), (KafkaIoError, bool)> {
+        let step = if commit {
+            "commit_transaction"
+        } else {
+            "abort_transaction"
+        };
         let timeout = self.timeout;
         let mut tries = 0;
         loop {
             tries += 1;
-            match self
-                .blocking("abort_transaction", move |p| p.abort_transaction(timeout))
-                .await
-            {
-                Ok(()) => return Ok(()),
+            let ended = self
+                .blocking(step, move |p| {
+                    if commit {
+                        p.commit_transaction(timeout)
+                    } else {
+                        p.abort_transaction(timeout)
+                    }
+                })
+                .await;
+            match ended {
                 Err((KafkaIoError::Transaction { source, .. }, false))
                     if tries < 3
-                        && matches!(&source, KafkaError::Transaction(e) if e.is_retriable()) => {}
-                Err(e) => return Err(e),
+                        && matches!(&source, KafkaError::Transaction(e) if e.is_retriable() && !(commit && e.txn_requires_abort())) =>
+                {
+                    tracing::debug!(error = %source, step, "failed; trying it again");
+                }
+                other => return other,
             }
         }
     }
