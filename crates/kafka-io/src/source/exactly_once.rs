@@ -20,12 +20,13 @@ use crate::error::KafkaIoError;
 ///
 /// # Contract
 ///
-/// - The source changes the assignment only through this object: every
-///   assignment and every revocation, once done, bumps the
-///   [`Generation`] under the same lock as the change of ownership (and,
-///   at an assignment, of the group metadata). So a reader that sees the
-///   same generation before and after reading the ownership of its
-///   partitions read one assignment.
+/// - The source's rebalance callbacks change the ownership only through
+///   the state this object reads: every assignment, every revocation (once
+///   its records in flight are done) and a rebalance error that drops the
+///   assignment bump the [`Generation`] under the same lock as the change
+///   of ownership (and, at an assignment, of the group metadata). So a
+///   reader that sees the same generation before and after reading the
+///   ownership of its partitions read one assignment.
 /// - A transaction captures the generation with [`ExactlyOnce::generation`]
 ///   before it decides which records to produce
 ///   ([`ExactlyOnce::ownership`]), takes the group metadata to send with its
@@ -38,7 +39,7 @@ use crate::error::KafkaIoError;
 ///   [`revoke_timeout`](crate::KafkaSource::revoke_timeout), then stops)
 ///   for the partition's records in flight, and the transaction's records
 ///   stay in flight until it committed and called
-///   [`ExactlyOnce::committed`].
+///   [`CommitLedger::committed`].
 /// - The group metadata is refreshed about every second and as a
 ///   revocation starts (with cooperative assignment the group's generation
 ///   moves on before the revocation callback runs); that refresh does not

@@ -25,7 +25,7 @@ pub use stats::TxnStats;
 /// in [transactional mode](crate::KafkaSource::transactional) to an output
 /// topic, for readers with `isolation.level=read_committed`.
 ///
-/// A [`BatchStage`]: connect it with
+/// A [`BatchStage`](sluicegate_core::BatchStage): connect it with
 /// [`Stream::to_batch`](sluicegate_core::Stream::to_batch) and a
 /// [`BatchSpec`](sluicegate_core::BatchSpec); one batch is one transaction.
 ///
