@@ -67,7 +67,7 @@ async fn a_transaction_never_commits_past_a_record_another_branch_holds() {
 
     use bytes::Bytes;
     use sluicegate_core::{BatchConfig, BatchSpec, Graph, StageSpec, map};
-    use sluicegate_kafka_io::{KafkaConfig, KafkaSource, KafkaTxnSink, ProducerRecord};
+    use sluicegate_kafka_io::{KafkaConfig, KafkaSource, ProducerRecord};
     use tokio::sync::Semaphore;
 
     const N: u64 = 100;
@@ -81,13 +81,12 @@ async fn a_transaction_never_commits_past_a_record_another_branch_holds() {
     let source = KafkaSource::new(KafkaConfig::new(&brokers), unique("g-split"), [&input])
         .transactional(true);
     let handle = source.handle();
-    let sink = KafkaTxnSink::new(
-        &KafkaConfig::new(&brokers),
+    let sink = txn_sink(
+        &brokers,
         &output,
-        unique("split-txn"),
+        &unique("split-txn"),
         handle.exactly_once(),
     )
-    .expect("sink")
     .gap_wait(Duration::from_millis(20));
     let stats = sink.stats();
     let gate = Arc::new(Semaphore::new(0));
@@ -226,12 +225,11 @@ async fn an_assignment_during_a_transaction_aborts_it_and_the_batch_commits_once
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use bytes::Bytes;
     use rdkafka::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    use sluicegate_core::{BatchConfig, BatchSpec, Graph, StageSpec, map};
-    use sluicegate_kafka_io::{KafkaConfig, KafkaSource, KafkaTxnSink, ProducerRecord};
+    use sluicegate_core::BatchConfig;
+    use sluicegate_kafka_io::{KafkaConfig, KafkaSource};
 
     const N: u64 = 40;
     // Long enough for the other member's leave and the rebalance it starts.
@@ -283,29 +281,21 @@ async fn an_assignment_during_a_transaction_aborts_it_and_the_batch_commits_once
         .transactional(true)
         .revoke_timeout(Duration::from_secs(60));
     let handle = source.handle();
-    let sink = KafkaTxnSink::new(
-        &KafkaConfig::new(&brokers),
+    let sink = txn_sink(
+        &brokers,
         &output,
-        unique("reassign-txn"),
+        &unique("reassign-txn"),
         source.exactly_once(),
     )
-    .expect("sink")
     .hold_before_commit(HOLD);
     let stats = sink.stats();
-    let mut g = Graph::builder("reassign");
-    g.source("kafka", source)
-        .via(StageSpec::new(
-            "to-record",
-            map(|b: Bytes| ProducerRecord::new(b)),
-        ))
-        .to_batch(BatchSpec::new(
-            "txn",
-            sink,
-            BatchConfig::new(1_000, Duration::from_millis(500)),
-        ));
-    let running = within(LONG, "start", g.build().expect("graph").start())
-        .await
-        .expect("starts");
+    let graph = txn_graph(
+        "reassign",
+        source,
+        sink,
+        BatchConfig::new(1_000, Duration::from_millis(500)),
+    );
+    let running = within(LONG, "start", graph.start()).await.expect("starts");
     eventually(LONG, "one partition each", || {
         handle.partitions().len() == 1 && owned.load(Ordering::SeqCst) == 1
     })

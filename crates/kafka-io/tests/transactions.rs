@@ -65,28 +65,17 @@ fn pipeline(
     let source = KafkaSource::new(KafkaConfig::new(brokers), group, ["in"]).transactional(true);
     let handle = source.handle();
     let sink = configure(
-        KafkaTxnSink::new(
-            &KafkaConfig::new(brokers),
-            "out",
-            transactional_id,
-            handle.exactly_once(),
-        )
-        .expect("sink")
-        .backoff(Duration::from_millis(10)),
+        txn_sink(brokers, "out", transactional_id, handle.exactly_once())
+            .backoff(Duration::from_millis(10)),
     );
     let stats = sink.stats();
-    let mut g = Graph::builder("eos");
-    g.source("kafka", source)
-        .via(StageSpec::new(
-            "to-record",
-            map(|b: Bytes| ProducerRecord::new(b)),
-        ))
-        .to_batch(BatchSpec::new(
-            "txn",
-            sink,
-            BatchConfig::new(50, Duration::from_millis(20)),
-        ));
-    (g.build().expect("valid"), handle, stats)
+    let graph = txn_graph(
+        "eos",
+        source,
+        sink,
+        BatchConfig::new(50, Duration::from_millis(20)),
+    );
+    (graph, handle, stats)
 }
 
 /// 1000 records over 4 partitions; the commit of the 4th transaction fails

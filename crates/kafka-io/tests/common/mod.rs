@@ -290,4 +290,41 @@ pub fn histogram(seen: &[u64]) -> BTreeMap<u64, usize> {
     }
     h
 }
+/// A transactional sink producing to `output` on `brokers`, committing
+/// through `coupling`.
+pub fn txn_sink(
+    brokers: &str,
+    output: &str,
+    transactional_id: &str,
+    coupling: sluicegate_kafka_io::ExactlyOnce,
+) -> sluicegate_kafka_io::KafkaTxnSink {
+    sluicegate_kafka_io::KafkaTxnSink::new(
+        &sluicegate_kafka_io::KafkaConfig::new(brokers),
+        output,
+        transactional_id,
+        coupling,
+    )
+    .expect("sink")
+}
+
+/// `source` → `to-record` (each payload a record) → `txn`, `sink` taking
+/// batches of `batch`.
+pub fn txn_graph(
+    name: &str,
+    source: sluicegate_kafka_io::KafkaSource,
+    sink: sluicegate_kafka_io::KafkaTxnSink,
+    batch: sluicegate_core::BatchConfig<sluicegate_kafka_io::ProducerRecord>,
+) -> sluicegate_core::Graph {
+    use sluicegate_core::{BatchSpec, StageSpec, map};
+    use sluicegate_kafka_io::ProducerRecord;
+    let mut g = sluicegate_core::Graph::builder(name);
+    g.source("kafka", source)
+        .via(StageSpec::new(
+            "to-record",
+            map(|b: Bytes| ProducerRecord::new(b)),
+        ))
+        .to_batch(BatchSpec::new("txn", sink, batch));
+    g.build().expect("valid")
+}
+
 pub mod scenarios;
