@@ -32,7 +32,7 @@ use bytes::Bytes;
 use common::*;
 use rdkafka::Message;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use sluicegate_core::{BatchConfig, BatchSpec, Graph, GraphError, StageSpec, map};
+use sluicegate_core::{BatchConfig, BatchSpec, Graph, GraphError, StageSpec};
 use sluicegate_kafka_io::{KafkaConfig, KafkaIoError, KafkaSource, KafkaTxnSink, ProducerRecord};
 
 const LONG: Duration = Duration::from_secs(90);
@@ -258,31 +258,14 @@ async fn misconfigurations_fail_at_start() {
     let mock = Mock::new(1);
     mock.topic("in", 1);
     let source = KafkaSource::new(KafkaConfig::new(&mock.brokers), "g-plain", ["in"]);
-    let sink = KafkaTxnSink::new(
-        &KafkaConfig::new(&mock.brokers),
-        "out",
-        "eos-x",
-        source.exactly_once(),
-    )
-    .expect("sink");
-    let mut g = Graph::builder("not-transactional");
-    g.source("kafka", source)
-        .via(StageSpec::new(
-            "to-record",
-            map(|b: Bytes| ProducerRecord::new(b)),
-        ))
-        .to_batch(BatchSpec::new(
-            "txn",
-            sink,
-            BatchConfig::new(10, Duration::from_millis(10)),
-        ));
-    let err = g
-        .build()
-        .expect("valid")
-        .start()
-        .await
-        .err()
-        .expect("refused");
+    let sink = txn_sink(&mock.brokers, "out", "eos-x", source.exactly_once());
+    let g = txn_graph(
+        "not-transactional",
+        source,
+        sink,
+        BatchConfig::new(10, Duration::from_millis(10)),
+    );
+    let err = g.start().await.err().expect("refused");
     assert!(
         matches!(&err, GraphError::StartFailed { stage, source } if stage == "txn"
             && source.downcast_ref::<KafkaIoError>().is_some_and(|e| matches!(e, KafkaIoError::NotTransactional))),
@@ -291,33 +274,18 @@ async fn misconfigurations_fail_at_start() {
 
     let source =
         KafkaSource::new(KafkaConfig::new("127.0.0.1:1"), "g-x", ["in"]).transactional(true);
-    let sink = KafkaTxnSink::new(
-        &KafkaConfig::new("127.0.0.1:1"),
-        "out",
-        "eos-y",
-        source.exactly_once(),
-    )
-    .expect("sink")
-    .init_timeout(Duration::from_secs(2));
-    let mut g = Graph::builder("unreachable");
-    g.source("kafka", source)
-        .via(StageSpec::new(
-            "to-record",
-            map(|b: Bytes| ProducerRecord::new(b)),
-        ))
-        .to_batch(BatchSpec::new(
-            "txn",
-            sink,
-            BatchConfig::new(10, Duration::from_millis(10)),
-        ));
-    let err = within(
-        LONG,
-        "init_transactions to time out",
-        g.build().expect("valid").start(),
-    )
-    .await
-    .err()
-    .expect("fails");
+    let sink = txn_sink("127.0.0.1:1", "out", "eos-y", source.exactly_once())
+        .init_timeout(Duration::from_secs(2));
+    let g = txn_graph(
+        "unreachable",
+        source,
+        sink,
+        BatchConfig::new(10, Duration::from_millis(10)),
+    );
+    let err = within(LONG, "init_transactions to time out", g.start())
+        .await
+        .err()
+        .expect("fails");
     assert!(
         err.to_string()
             .contains("transactional producer `eos-y`: init_transactions failed"),
