@@ -184,35 +184,23 @@ async fn failures_land_in_the_dead_letter_topic_with_headers() {
 #[tokio::test]
 async fn bad_settings_and_missing_topics_fail_clearly() {
     let mock = Mock::new(1);
+    let refused = |key: &str, value: &str| {
+        KafkaSink::new(&KafkaConfig::new(&mock.brokers).set(key, value), "out")
+            .err()
+            .unwrap_or_else(|| panic!("`{key}` = `{value}` must fail"))
+            .to_string()
+    };
     // A bad value names the setting.
-    let err = KafkaSink::new(
-        &KafkaConfig::new(&mock.brokers).set("linger.ms", "soon"),
-        "out",
-    )
-    .err()
-    .expect("must fail");
-    assert!(err.to_string().contains("`linger.ms` = `soon`"), "{err}");
+    let err = refused("linger.ms", "soon");
+    assert!(err.contains("`linger.ms` = `soon`"), "{err}");
     // An unknown property is named.
-    let err = KafkaSink::new(
-        &KafkaConfig::new(&mock.brokers).set("no.such.setting", "x"),
-        "out",
-    )
-    .err()
-    .expect("must fail");
-    assert!(err.to_string().contains("no.such.setting"), "{err}");
+    let err = refused("no.such.setting", "x");
+    assert!(err.contains("no.such.setting"), "{err}");
     // A secret's value is never shown, even when it is the bad one (this
     // build has no OpenSSL, so librdkafka rejects the SSL key password).
-    let err = KafkaSink::new(
-        &KafkaConfig::new(&mock.brokers).set("ssl.key.password", "hunter2"),
-        "out",
-    )
-    .err()
-    .expect("must fail");
-    assert!(
-        err.to_string().contains("`ssl.key.password` = `***`"),
-        "{err}"
-    );
-    assert!(!err.to_string().contains("hunter2"));
+    let err = refused("ssl.key.password", "hunter2");
+    assert!(err.contains("`ssl.key.password` = `***`"), "{err}");
+    assert!(!err.contains("hunter2"));
     // An unknown topic stops the graph with an error naming it.
     let mut g = Graph::builder("missing");
     g.source(

@@ -134,6 +134,17 @@ pub async fn produce_range(
     partitions: i32,
     numbers: std::ops::Range<u64>,
 ) {
+    produce_with(brokers, topic, numbers, |i| (i % partitions as u64) as i32).await
+}
+
+/// Produces the records of `numbers`, payload and key the decimal number,
+/// each to partition `partition_of(number)`, and waits for every delivery.
+pub async fn produce_with(
+    brokers: &str,
+    topic: &str,
+    numbers: std::ops::Range<u64>,
+    partition_of: impl Fn(u64) -> i32,
+) {
     let p = producer(brokers);
     let mut pending = Vec::new();
     for i in numbers {
@@ -141,7 +152,7 @@ pub async fn produce_range(
         let rec = FutureRecord::to(topic)
             .payload(&s)
             .key(&s)
-            .partition((i % partitions as u64) as i32);
+            .partition(partition_of(i));
         pending.push(p.send_result(rec).map_err(|(e, _)| e).expect("enqueue"));
     }
     for d in pending {
