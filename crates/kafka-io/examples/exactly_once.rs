@@ -155,7 +155,12 @@ async fn main() -> anyhow::Result<()> {
     let kafka = KafkaConfig::new(&brokers);
     let source = KafkaSource::new(kafka.clone(), "orders-eos", ["orders"]).transactional(true);
     let handle = source.handle();
-    let sink = KafkaTxnSink::new(&kafka, "orders-upper", "orders-eos-0", &handle)?;
+    let sink = KafkaTxnSink::new(
+        &kafka,
+        "orders-upper",
+        "orders-eos-0",
+        handle.exactly_once(),
+    )?;
     let stats = sink.stats();
     let mut g = Graph::builder("exactly-once");
     g.source("orders", source)

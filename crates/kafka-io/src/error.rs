@@ -154,15 +154,17 @@ pub enum KafkaIoError {
         /// Offset.
         offset: i64,
     },
-    /// A partition of a transaction's records was revoked before it
-    /// committed: the transaction is aborted and the batch tried again
-    /// without that partition's records.
-    #[error("partition {topic}/{partition} was revoked during the transaction")]
-    RevokedDuringTransaction {
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
+    /// The source's assignment changed (a revocation or an assignment; see
+    /// [`ExactlyOnce`](crate::ExactlyOnce)) between the start of a
+    /// transaction and its commit: the transaction is aborted and the batch
+    /// tried again under the new assignment (without the records of
+    /// partitions revoked meanwhile).
+    #[error("the assignment changed during the transaction (generation {began} to {now})")]
+    AssignmentChanged {
+        /// The generation the transaction began under.
+        began: u64,
+        /// The generation when it was about to commit.
+        now: u64,
     },
     /// In transactional mode, a revocation gave up waiting for the revoked
     /// partitions' records in flight. Their transactions could still commit

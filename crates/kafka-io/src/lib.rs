@@ -27,8 +27,10 @@
 
 pub mod admin;
 mod config;
+mod dead_letter;
 mod error;
 mod offset_store;
+mod producer;
 pub mod retry;
 mod sink;
 mod source;
@@ -36,14 +38,15 @@ pub mod tracker;
 mod txn;
 
 pub use config::{KafkaConfig, is_secret};
+pub use dead_letter::{DeadLetterSink, RetryStats, headers};
 pub use error::KafkaIoError;
 pub use offset_store::OffsetStore;
+pub use producer::{ProducerRecord, TracingContext};
 pub use retry::RetryTopics;
-pub use sink::{
-    DeadLetterSink, KafkaSink, ProducerRecord, RetryStats, SinkStats, TracingContext, headers,
-};
+pub use sink::{KafkaSink, SinkStats};
 pub use source::{
-    KafkaSource, KafkaSourceHandle, PartitionLag, PauseReason, SourceStats, consumer_group,
+    ExactlyOnce, Generation, KafkaSource, KafkaSourceHandle, Ownership, PartitionLag, PauseReason,
+    SourceStats, consumer_group,
 };
 pub use tracker::{OffsetTracker, PartitionState};
 pub use txn::{KafkaTxnSink, TxnStats};

@@ -14,7 +14,7 @@
 //! with the full history of its attempts.
 //!
 //! Each retry record carries the original record (its bytes, key and
-//! headers) and [`headers`](crate::headers): the last error and the stage
+//! headers) and [`headers`]: the last error and the stage
 //! it failed in, the attempts so far, when it is due, when it first
 //! failed, the history of its failures (a JSON array
 //! of `{"attempt", "at", "stage", "kind", "error"}`, times in milliseconds
@@ -31,7 +31,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluicegate_core::Origin;
 
-use crate::sink::headers;
+use crate::dead_letter::headers;
 
 /// The retry topics of an input topic: one per delay level, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

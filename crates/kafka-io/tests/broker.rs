@@ -7,7 +7,10 @@
 //! `max.poll.interval.ms`, and a second consumer joining and leaving under
 //! each group protocol: the classic one with eager (`range`) and
 //! incremental (`cooperative-sticky`) assignment, and KIP-848's consumer
-//! protocol (`group.protocol=consumer`).
+//! protocol (`group.protocol=consumer`). Also, on the transactional path: a
+//! transaction never commits past a record another branch holds, and an
+//! assignment during an open transaction aborts it (the exactly-once
+//! coupling's generation).
 
 mod common;
 
@@ -64,7 +67,7 @@ async fn a_transaction_never_commits_past_a_record_another_branch_holds() {
 
     use bytes::Bytes;
     use sluicegate_core::{BatchConfig, BatchSpec, Graph, StageSpec, map};
-    use sluicegate_kafka_io::{KafkaConfig, KafkaSource, KafkaTxnSink, ProducerRecord};
+    use sluicegate_kafka_io::{KafkaConfig, KafkaSource, ProducerRecord};
     use tokio::sync::Semaphore;
 
     const N: u64 = 100;
@@ -78,13 +81,12 @@ async fn a_transaction_never_commits_past_a_record_another_branch_holds() {
     let source = KafkaSource::new(KafkaConfig::new(&brokers), unique("g-split"), [&input])
         .transactional(true);
     let handle = source.handle();
-    let sink = KafkaTxnSink::new(
-        &KafkaConfig::new(&brokers),
+    let sink = txn_sink(
+        &brokers,
         &output,
-        unique("split-txn"),
-        &handle,
+        &unique("split-txn"),
+        handle.exactly_once(),
     )
-    .expect("sink")
     .gap_wait(Duration::from_millis(20));
     let stats = sink.stats();
     let gate = Arc::new(Semaphore::new(0));
@@ -207,5 +209,157 @@ async fn stored_offsets_are_mirrored_to_kafka_at_assignment() {
     assert_eq!(
         *store.0.lock().expect("lock"),
         BTreeMap::from([(0, 10), (1, 10)])
+    );
+}
+
+/// The exactly-once coupling's generation, on Apache Kafka: a partition
+/// assigned to the transactional member while its transaction is open
+/// (cooperative-sticky: the other member leaves) aborts that transaction
+/// before its commit, and the batch commits once, in a new one. Without
+/// the generation moving at the assignment, the held transaction would
+/// commit (`reassigned` 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_during_a_transaction_aborts_it_and_the_batch_commits_once() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use sluicegate_core::BatchConfig;
+    use sluicegate_kafka_io::{KafkaConfig, KafkaSource};
+
+    const N: u64 = 40;
+    // Long enough for the other member's leave and the rebalance it starts.
+    const HOLD: Duration = Duration::from_secs(8);
+    let brokers = real_broker();
+    let (input, output) = (unique("reassign-in"), unique("reassign-out"));
+    real_topic(&input, 2);
+    real_topic(&output, 1);
+    let group = unique("g-reassign");
+    logs();
+
+    // The other member: a plain consumer that owns both partitions first.
+    let (leave, owned) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let other = {
+        let (brokers, group, input) = (brokers.clone(), group.clone(), input.clone());
+        let (leave, owned) = (leave.clone(), owned.clone());
+        std::thread::spawn(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500")
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .create()
+                .expect("the other member");
+            consumer.subscribe(&[&input]).expect("subscribe");
+            while !leave.load(Ordering::SeqCst) {
+                let _ = consumer.poll(Duration::from_millis(50));
+                let n = consumer.assignment().map_or(0, |a| a.count());
+                owned.store(n, Ordering::SeqCst);
+            }
+            // Dropping it closes it: it leaves the group.
+        })
+    };
+    eventually(LONG, "the other member to own both partitions", || {
+        owned.load(Ordering::SeqCst) == 2
+    })
+    .await;
+
+    let mut config = KafkaConfig::new(&brokers);
+    for (k, v) in scenarios::protocol::COOPERATIVE {
+        config = config.set(*k, *v);
+    }
+    let source = KafkaSource::new(config, &group, [&input])
+        .transactional(true)
+        .revoke_timeout(Duration::from_secs(60));
+    let handle = source.handle();
+    let sink = txn_sink(
+        &brokers,
+        &output,
+        &unique("reassign-txn"),
+        source.exactly_once(),
+    )
+    .hold_before_commit(HOLD);
+    let stats = sink.stats();
+    let graph = txn_graph(
+        "reassign",
+        source,
+        sink,
+        BatchConfig::new(1_000, Duration::from_millis(500)),
+    );
+    let running = within(LONG, "start", graph.start()).await.expect("starts");
+    eventually(LONG, "one partition each", || {
+        handle.partitions().len() == 1 && owned.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let assignments = handle.stats().assignments.load(Ordering::SeqCst);
+
+    produce_numbers(&brokers, &input, 2, N).await;
+    // Its records produced, uncommitted: the transaction is held open.
+    read_topic(&brokers, &output, 1, "read_uncommitted").await;
+    assert_eq!(
+        stats.commits.load(Ordering::SeqCst),
+        0,
+        "the first transaction is held"
+    );
+    leave.store(true, Ordering::SeqCst);
+    other.join().expect("the other member's thread");
+
+    eventually(LONG, "every record in a committed transaction", || {
+        stats.records.load(Ordering::SeqCst) == N
+    })
+    .await;
+    assert_eq!(handle.partitions().len(), 2);
+    assert!(handle.stats().assignments.load(Ordering::SeqCst) > assignments);
+    assert_eq!(
+        stats.reassigned.load(Ordering::SeqCst),
+        1,
+        "the held transaction aborted because of the assignment"
+    );
+    assert_eq!(stats.aborts.load(Ordering::SeqCst), 1);
+    let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
+    assert!(report.is_clean(), "{report:?}");
+
+    // Everything a read_committed reader sees, to the partition's end.
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("reader");
+    reader.subscribe(&[&output]).expect("subscribe");
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    within(LONG, "the output topic read to its end", async {
+        loop {
+            match reader.poll(Duration::ZERO) {
+                Some(Ok(m)) => {
+                    let n: u64 = std::str::from_utf8(m.payload().expect("payload"))
+                        .expect("utf8")
+                        .parse()
+                        .expect("number");
+                    *seen.entry(n).or_default() += 1;
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => eprintln!("reader: {e}"),
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        seen,
+        (0..N).map(|n| (n, 1)).collect::<BTreeMap<_, _>>(),
+        "each record once for read_committed readers"
     );
 }

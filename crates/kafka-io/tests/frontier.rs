@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::producer::FutureRecord;
 use sluicegate_core::{Graph, GraphError, StageSpec};
 use sluicegate_kafka_io::{KafkaConfig, KafkaSource, PauseReason};
 use tokio::sync::Semaphore;
@@ -250,22 +249,7 @@ async fn window_limit_scenario(brokers: &str, topic: &str, group: &str) {
 
 /// Produces `numbers` to one partition: payload and key the decimal number.
 async fn produce_to(brokers: &str, topic: &str, partition: i32, numbers: std::ops::Range<u64>) {
-    let p = producer(brokers);
-    let mut pending = Vec::new();
-    for i in numbers {
-        let s = i.to_string();
-        let rec = FutureRecord::to(topic)
-            .payload(&s)
-            .key(&s)
-            .partition(partition);
-        pending.push(p.send_result(rec).map_err(|(e, _)| e).expect("enqueue"));
-    }
-    for d in pending {
-        within(Duration::from_secs(30), "a delivery", d)
-            .await
-            .expect("not canceled")
-            .expect("delivered");
-    }
+    produce_with(brokers, topic, numbers, |_| partition).await
 }
 
 /// The two reasons to pause stay apart: partition 0 is paused by its window

@@ -184,39 +184,26 @@ async fn failures_land_in_the_dead_letter_topic_with_headers() {
 #[tokio::test]
 async fn bad_settings_and_missing_topics_fail_clearly() {
     let mock = Mock::new(1);
+    let refused = |key: &str, value: &str| {
+        KafkaSink::new(&KafkaConfig::new(&mock.brokers).set(key, value), "out")
+            .err()
+            .unwrap_or_else(|| panic!("`{key}` = `{value}` must fail"))
+            .to_string()
+    };
     // A bad value names the setting.
-    let err = KafkaSink::new(
-        &KafkaConfig::new(&mock.brokers).set("linger.ms", "soon"),
-        "out",
-    )
-    .err()
-    .expect("must fail");
-    assert!(err.to_string().contains("`linger.ms` = `soon`"), "{err}");
+    let err = refused("linger.ms", "soon");
+    assert!(err.contains("`linger.ms` = `soon`"), "{err}");
     // An unknown property is named.
-    let err = KafkaSink::new(
-        &KafkaConfig::new(&mock.brokers).set("no.such.setting", "x"),
-        "out",
-    )
-    .err()
-    .expect("must fail");
-    assert!(err.to_string().contains("no.such.setting"), "{err}");
+    let err = refused("no.such.setting", "x");
+    assert!(err.contains("no.such.setting"), "{err}");
     // A secret's value is never shown, even when it is the bad one (this
     // build has no OpenSSL, so librdkafka rejects the SSL key password).
-    let err = KafkaSink::new(
-        &KafkaConfig::new(&mock.brokers).set("ssl.key.password", "hunter2"),
-        "out",
-    )
-    .err()
-    .expect("must fail");
-    assert!(
-        err.to_string().contains("`ssl.key.password` = `***`"),
-        "{err}"
-    );
-    assert!(!err.to_string().contains("hunter2"));
+    let err = refused("ssl.key.password", "hunter2");
+    assert!(err.contains("`ssl.key.password` = `***`"), "{err}");
+    assert!(!err.contains("hunter2"));
     // An unknown topic stops the graph with an error naming it.
-    let mut g = Graph::builder("missing");
-    g.source(
-        "kafka",
+    let errors = errors_of(
+        "missing",
         KafkaSource::new(
             KafkaConfig::new(&mock.brokers).set("allow.auto.create.topics", "false"),
             "g-missing",
@@ -224,51 +211,24 @@ async fn bad_settings_and_missing_topics_fail_clearly() {
         )
         .connect_timeout(Duration::from_secs(5)),
     )
-    .to(StageSpec::new("sink", Recorder::default()));
-    let report = within(
-        LONG,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
     .await;
-    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        report.errors[0]
-            .to_string()
-            .contains("topic `nope` does not exist"),
+        errors[0].contains("topic `nope` does not exist"),
         "{}",
-        report.errors[0]
+        errors[0]
     );
     // An unreachable cluster: a bounded wait, then an error naming the brokers.
-    let mut g = Graph::builder("unreachable");
-    g.source(
-        "kafka",
+    let errors = errors_of(
+        "unreachable",
         KafkaSource::new(KafkaConfig::new("127.0.0.1:1"), "g-x", ["in"])
             .connect_timeout(Duration::from_secs(2)),
     )
-    .to(StageSpec::new("sink", Recorder::default()));
-    let report = within(
-        LONG,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
     .await;
     assert!(
-        report.errors[0]
-            .to_string()
-            .contains("127.0.0.1:1 unreachable"),
+        errors[0].contains("127.0.0.1:1 unreachable"),
         "{}",
-        report.errors[0]
+        errors[0]
     );
 }
 
@@ -447,4 +407,15 @@ async fn lag_is_the_high_watermark_minus_the_committed_offset() {
     eventually(LONG, "everything committed, lag 0", || marks(200, 0)).await;
     let report = within(LONG, "shutdown", running.shutdown(Duration::from_secs(30))).await;
     assert!(report.is_clean(), "{report:?}");
+}
+
+/// Runs `source` into a recording sink until the graph ends: its errors.
+async fn errors_of(name: &str, source: KafkaSource) -> Vec<String> {
+    let mut g = Graph::builder(name);
+    g.source("kafka", source)
+        .to(StageSpec::new("sink", Recorder::default()));
+    let graph = g.build().expect("valid");
+    let run = async { graph.start().await.expect("starts").wait().await };
+    let report = within(LONG, "the graph", run).await;
+    report.errors.iter().map(ToString::to_string).collect()
 }

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use common::*;
 use rdkafka::Message;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use sluicegate_core::{BatchConfig, BatchSpec, Graph, GraphError, StageSpec, map};
+use sluicegate_core::{BatchConfig, BatchSpec, Graph, GraphError, StageSpec};
 use sluicegate_kafka_io::{KafkaConfig, KafkaIoError, KafkaSource, KafkaTxnSink, ProducerRecord};
 
 const LONG: Duration = Duration::from_secs(90);
@@ -65,23 +65,17 @@ fn pipeline(
     let source = KafkaSource::new(KafkaConfig::new(brokers), group, ["in"]).transactional(true);
     let handle = source.handle();
     let sink = configure(
-        KafkaTxnSink::new(&KafkaConfig::new(brokers), "out", transactional_id, &handle)
-            .expect("sink")
+        txn_sink(brokers, "out", transactional_id, handle.exactly_once())
             .backoff(Duration::from_millis(10)),
     );
     let stats = sink.stats();
-    let mut g = Graph::builder("eos");
-    g.source("kafka", source)
-        .via(StageSpec::new(
-            "to-record",
-            map(|b: Bytes| ProducerRecord::new(b)),
-        ))
-        .to_batch(BatchSpec::new(
-            "txn",
-            sink,
-            BatchConfig::new(50, Duration::from_millis(20)),
-        ));
-    (g.build().expect("valid"), handle, stats)
+    let graph = txn_graph(
+        "eos",
+        source,
+        sink,
+        BatchConfig::new(50, Duration::from_millis(20)),
+    );
+    (graph, handle, stats)
 }
 
 /// 1000 records over 4 partitions; the commit of the 4th transaction fails
@@ -264,31 +258,14 @@ async fn misconfigurations_fail_at_start() {
     let mock = Mock::new(1);
     mock.topic("in", 1);
     let source = KafkaSource::new(KafkaConfig::new(&mock.brokers), "g-plain", ["in"]);
-    let sink = KafkaTxnSink::new(
-        &KafkaConfig::new(&mock.brokers),
-        "out",
-        "eos-x",
-        &source.handle(),
-    )
-    .expect("sink");
-    let mut g = Graph::builder("not-transactional");
-    g.source("kafka", source)
-        .via(StageSpec::new(
-            "to-record",
-            map(|b: Bytes| ProducerRecord::new(b)),
-        ))
-        .to_batch(BatchSpec::new(
-            "txn",
-            sink,
-            BatchConfig::new(10, Duration::from_millis(10)),
-        ));
-    let err = g
-        .build()
-        .expect("valid")
-        .start()
-        .await
-        .err()
-        .expect("refused");
+    let sink = txn_sink(&mock.brokers, "out", "eos-x", source.exactly_once());
+    let g = txn_graph(
+        "not-transactional",
+        source,
+        sink,
+        BatchConfig::new(10, Duration::from_millis(10)),
+    );
+    let err = g.start().await.err().expect("refused");
     assert!(
         matches!(&err, GraphError::StartFailed { stage, source } if stage == "txn"
             && source.downcast_ref::<KafkaIoError>().is_some_and(|e| matches!(e, KafkaIoError::NotTransactional))),
@@ -297,33 +274,18 @@ async fn misconfigurations_fail_at_start() {
 
     let source =
         KafkaSource::new(KafkaConfig::new("127.0.0.1:1"), "g-x", ["in"]).transactional(true);
-    let sink = KafkaTxnSink::new(
-        &KafkaConfig::new("127.0.0.1:1"),
-        "out",
-        "eos-y",
-        &source.handle(),
-    )
-    .expect("sink")
-    .init_timeout(Duration::from_secs(2));
-    let mut g = Graph::builder("unreachable");
-    g.source("kafka", source)
-        .via(StageSpec::new(
-            "to-record",
-            map(|b: Bytes| ProducerRecord::new(b)),
-        ))
-        .to_batch(BatchSpec::new(
-            "txn",
-            sink,
-            BatchConfig::new(10, Duration::from_millis(10)),
-        ));
-    let err = within(
-        LONG,
-        "init_transactions to time out",
-        g.build().expect("valid").start(),
-    )
-    .await
-    .err()
-    .expect("fails");
+    let sink = txn_sink("127.0.0.1:1", "out", "eos-y", source.exactly_once())
+        .init_timeout(Duration::from_secs(2));
+    let g = txn_graph(
+        "unreachable",
+        source,
+        sink,
+        BatchConfig::new(10, Duration::from_millis(10)),
+    );
+    let err = within(LONG, "init_transactions to time out", g.start())
+        .await
+        .err()
+        .expect("fails");
     assert!(
         err.to_string()
             .contains("transactional producer `eos-y`: init_transactions failed"),
@@ -358,7 +320,7 @@ async fn a_revoke_that_cannot_wait_for_its_transactions_stops_the_source() {
         &KafkaConfig::new(&mock.brokers),
         "out",
         "eos-revoke",
-        &handle,
+        handle.exactly_once(),
     )
     .expect("sink");
     // Records wait at a gate that never opens: they stay in flight.

@@ -385,7 +385,7 @@ pub async fn build(
             &config,
             k.output_topic.clone(),
             settings.transactional_id(),
-            handle,
+            handle.exactly_once(),
         )?
         .preserve_key(true)
         .hold_before_commit(Duration::from_millis(

@@ -8,9 +8,10 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, ConsumerContext, Rebalance};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::commit::{commit, log_commit_failure};
 use super::pause::set_assigned;
-use super::shared::{Shared, commit, lock, log_commit_failure, release_held};
-use crate::sink::TracingContext;
+use super::shared::{Shared, lock, release_held};
+use crate::producer::TracingContext;
 
 /// librdkafka callbacks: rebalances and commit results.
 pub(super) struct Callbacks {
@@ -158,6 +159,7 @@ impl ConsumerContext for Callbacks {
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "could not drop the assignment");
                 }
+                self.shared.assignment_lost();
                 self.post_rebalance(consumer, &Rebalance::Error(error));
             }
         }
@@ -178,9 +180,7 @@ impl ConsumerContext for Callbacks {
         // which keeps it current, is waiting here: without this refresh the
         // sink's transactions are refused (ILLEGAL_GENERATION) while this
         // callback waits for their records, until one side gives up.
-        if self.shared.transactional.load(Ordering::SeqCst) {
-            self.shared.refresh_group_metadata(consumer);
-        }
+        self.shared.refresh_group_metadata(consumer);
         // 1. Stop handing out the revoked partitions (a record waiting for
         // its due time was never handed out: the new owner reads it).
         release_held(
@@ -237,10 +237,8 @@ impl ConsumerContext for Callbacks {
         if !self.shared.transactional.load(Ordering::SeqCst) {
             commit(consumer, &self.shared, &offsets, CommitMode::Sync);
         }
-        // Released first: a transactional sink must never see the partition
-        // as neither owned nor revoked.
-        lock(&self.shared.released).extend(parts.iter().cloned());
-        lock(&self.shared.tracker).remove(&parts);
+        // A new generation: a transaction begun before it does not commit.
+        self.shared.release_partitions(&parts);
         lock(&self.shared.high_watermarks).retain(|k, _| !parts.contains(k));
         tracing::info!(partitions = ?parts, "partitions revoked and released");
     }
@@ -253,29 +251,22 @@ impl ConsumerContext for Callbacks {
                 .fetch_add(1, Ordering::Relaxed);
             let parts = parts_of(tpl);
             tracing::info!(partitions = ?parts, "partitions assigned");
-            {
+            // A new generation, with the group metadata the transactional
+            // sink must send from now on.
+            let metadata = self.shared.group_metadata_of(consumer);
+            self.shared.take_partitions(&parts, metadata);
+            if self.shared.offset_store.0.get().is_some() {
+                // The stored offsets each partition starts from are
+                // committed (in the store): the next mirror takes them to
+                // Kafka even if nothing more is read there (a crash between
+                // a batch and its mirror left Kafka behind).
                 let mut tracker = lock(&self.shared.tracker);
-                tracker.assign(&parts);
-                if self.shared.offset_store.0.get().is_some() {
-                    // The stored offsets each partition starts from are
-                    // committed (in the store): the next mirror takes them
-                    // to Kafka even if nothing more is read there (a crash
-                    // between a batch and its mirror left Kafka behind).
-                    for e in tpl.elements() {
-                        if let Offset::Offset(o) = e.offset() {
-                            tracker.committed(e.topic(), e.partition(), o);
-                        }
+                for e in tpl.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        tracker.committed(e.topic(), e.partition(), o);
                     }
                 }
             }
-            {
-                let mut released = lock(&self.shared.released);
-                for p in &parts {
-                    released.remove(p);
-                }
-            }
-            // A new generation: the transactional sink must send this one.
-            self.shared.refresh_group_metadata(consumer);
             set_assigned(consumer, &self.shared, tpl);
         }
     }

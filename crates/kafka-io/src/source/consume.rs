@@ -1,25 +1,25 @@
 //! The consumer thread's loop.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use rdkafka::Offset;
+use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Headers, Message};
-use sluicegate_core::{Ack, AckReceiver, EmitStop, Envelope, Origin, SourceContext};
+use rdkafka::message::Message;
+use sluicegate_core::{AckReceiver, EmitStop, SourceContext};
 
 use super::KafkaSource;
 use super::acker::Acker;
 use super::callbacks::Callbacks;
+use super::commit::{commit, mirror_committed};
+use super::metadata::{check_topics, refresh_watermarks};
 use super::pause::{
     hold_until_due, is_holding, pause_full_window, resume_shrunk_windows, set_graph_paused,
     take_due,
 };
-use super::shared::{Shared, commit, lock, mirror_committed, release_held};
-use crate::config::KafkaConfig;
+use super::record::{Records, due_time};
+use super::shared::{Shared, lock, release_held};
 use crate::error::KafkaIoError;
 
 impl KafkaSource {
@@ -47,10 +47,9 @@ impl KafkaSource {
             shared: shared.clone(),
             shutdown: cx.shutdown_token(),
         });
+        let mut records = Records::new(shared.clone(), receiver, self.keep_raw);
         let transactional = shared.transactional.load(Ordering::SeqCst);
         let window_limit = shared.window_limit.load(Ordering::Relaxed);
-        let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
-        let mut copies = Copies::default();
         let mut last_commit = Instant::now();
         let mut last_group_metadata = Instant::now();
         let mut last_watermarks = Instant::now();
@@ -110,15 +109,7 @@ impl KafkaSource {
                 }
                 // Keep serving the group while the graph drains.
                 if let Some(Ok(m)) = cx.idle_blocking(|| consumer.poll(Duration::from_millis(10))) {
-                    if let Some(env) = envelope(
-                        &m,
-                        &shared,
-                        &receiver,
-                        &mut topic_names,
-                        &mut copies,
-                        self.keep_raw,
-                    ) {
-                        lock(&shared.held).push_back(env);
+                    if records.hold(&m) {
                         release_held(&shared, None, "shutting down before the graph took it");
                     }
                 }
@@ -126,16 +117,7 @@ impl KafkaSource {
             }
             resume_shrunk_windows(&consumer, &shared, window_limit);
             for message in take_due(&consumer, &shared, |m| due_time(m, &shared)) {
-                if let Some(env) = envelope(
-                    &message,
-                    &shared,
-                    &receiver,
-                    &mut topic_names,
-                    &mut copies,
-                    self.keep_raw,
-                ) {
-                    lock(&shared.held).push_back(env);
-                }
+                records.hold(&message);
             }
             if let Err(closed) = emit_held(&mut cx, &shared) {
                 // A stage that stopped resolved what it held before its
@@ -189,18 +171,9 @@ impl KafkaSource {
                             hold_until_due(&consumer, &shared, message.detach(), due);
                             break None;
                         }
-                        if let Some(env) = envelope(
-                            &message,
-                            &shared,
-                            &receiver,
-                            &mut topic_names,
-                            &mut copies,
-                            self.keep_raw,
-                        ) {
-                            // Held before the next poll, whose rebalance
-                            // callbacks take back what is held.
-                            lock(&shared.held).push_back(env);
-                        }
+                        // Held before the next poll, whose rebalance
+                        // callbacks take back what is held.
+                        records.hold(&message);
                         // Before the next poll: librdkafka drops what it had
                         // fetched for a partition it pauses, so the window
                         // holds exactly its limit.
@@ -304,154 +277,4 @@ fn emit_held(cx: &mut SourceContext<Bytes>, shared: &Shared) -> Result<(), Kafka
         .records
         .fetch_add(taken as u64, Ordering::Relaxed);
     Ok(())
-}
-
-/// When `m` is due, if the source holds records until their due header
-/// says and that time is still to come.
-fn due_time<M: Message>(m: &M, shared: &Shared) -> Option<Instant> {
-    let name = shared.due_header.get()?;
-    let headers = m.headers()?;
-    let value = headers
-        .iter()
-        .filter(|h| h.key == name.as_str())
-        .last()?
-        .value?;
-    let due = crate::retry::due(value)?;
-    let wait = due.duration_since(std::time::SystemTime::now()).ok()?;
-    (!wait.is_zero()).then(|| Instant::now() + wait)
-}
-
-/// Copies of fetched payloads and keys, carved out of shared chunks: one
-/// allocation per chunk of [`CHUNK`] bytes instead of one per record, and
-/// a copy's clone (the payload kept in `Origin::raw`) is a reference count.
-/// A chunk is freed once every copy carved out of it is: a record held
-/// long holds its chunk, so memory stays within [`CHUNK`] bytes per record
-/// in flight (and is about the records' own size when they finish in
-/// about the order they came).
-#[derive(Default)]
-struct Copies {
-    chunk: BytesMut,
-}
-
-/// Bytes per chunk of [`Copies`].
-const CHUNK: usize = 16 * 1024;
-
-impl Copies {
-    fn copy(&mut self, data: &[u8]) -> Bytes {
-        if data.len() > CHUNK / 4 {
-            return Bytes::copy_from_slice(data);
-        }
-        if self.chunk.capacity() - self.chunk.len() < data.len() {
-            self.chunk = BytesMut::with_capacity(CHUNK);
-        }
-        self.chunk.extend_from_slice(data);
-        self.chunk.split().freeze()
-    }
-}
-
-/// The envelope of a fetched record, tracked; `None` (counted) when the
-/// record was handed out before (fetched again after a position reset).
-fn envelope<M: Message>(
-    m: &M,
-    shared: &Shared,
-    receiver: &Arc<dyn AckReceiver>,
-    topics: &mut HashMap<String, Arc<str>>,
-    copies: &mut Copies,
-    keep_raw: bool,
-) -> Option<Envelope<Bytes>> {
-    let topic = match topics.get(m.topic()) {
-        Some(t) => t.clone(),
-        None => {
-            let t: Arc<str> = m.topic().into();
-            topics.insert(m.topic().to_string(), t.clone());
-            t
-        }
-    };
-    // Track before the graph can see it: its acknowledgement may arrive at once.
-    if !lock(&shared.tracker).track(&topic, m.partition(), m.offset()) {
-        shared
-            .stats
-            .skipped_refetched
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(topic = %topic, partition = m.partition(), offset = m.offset(), "record fetched again; already handed out, skipped");
-        return None;
-    }
-    let payload = m.payload().map(|p| copies.copy(p));
-    let headers = m
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| {
-                    (
-                        h.key.to_string(),
-                        h.value.map(Bytes::copy_from_slice).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let origin = Origin {
-        topic: Some(topic.clone()),
-        partition: Some(m.partition()),
-        offset: Some(m.offset()),
-        key: m.key().map(|k| copies.copy(k)),
-        timestamp: m.timestamp().to_millis(),
-        headers,
-        raw: if keep_raw { payload.clone() } else { None },
-    };
-    Some(Envelope::new(
-        payload.unwrap_or_default(),
-        Ack::new(origin, receiver.clone()),
-    ))
-}
-
-/// The high watermark of every assigned partition, in one request per
-/// partition leader (ListOffsets for the latest offset): the consumer thread
-/// stops polling for one round trip, however many partitions it owns.
-fn refresh_watermarks(consumer: &BaseConsumer<Callbacks>, shared: &Shared) {
-    let Ok(mut query) = consumer.assignment() else {
-        return;
-    };
-    // In a timestamp query, `End` (-1) asks for the latest offset: the high
-    // watermark.
-    if query.count() == 0 || query.set_all_offsets(Offset::End).is_err() {
-        return;
-    }
-    let Ok(latest) = consumer.offsets_for_times(query, Duration::from_millis(500)) else {
-        return;
-    };
-    let mut marks = lock(&shared.high_watermarks);
-    for e in latest.elements() {
-        if let (Offset::Offset(high), Ok(())) = (e.offset(), e.error()) {
-            marks.insert((e.topic().to_string(), e.partition()), high);
-        }
-    }
-}
-
-/// Fails fast (within `timeout`) if the cluster is unreachable or a topic
-/// does not exist.
-pub(super) fn check_topics(
-    consumer: &BaseConsumer<Callbacks>,
-    config: &KafkaConfig,
-    topics: &[String],
-    timeout: Duration,
-) -> Result<usize, KafkaIoError> {
-    let metadata =
-        consumer
-            .fetch_metadata(None, timeout)
-            .map_err(|source| KafkaIoError::Unreachable {
-                brokers: config.get("bootstrap.servers").unwrap_or("?").to_string(),
-                waited: timeout,
-                source,
-            })?;
-    let mut partitions = 0;
-    for topic in topics {
-        match metadata.topics().iter().find(|t| t.name() == topic) {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                partitions += t.partitions().len()
-            }
-            _ => return Err(KafkaIoError::UnknownTopic(topic.clone())),
-        }
-    }
-    Ok(partitions)
 }

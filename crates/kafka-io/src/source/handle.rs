@@ -1,13 +1,12 @@
 //! The live view of a running source.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rdkafka::consumer::ConsumerGroupMetadata;
 use sluicegate_core::{CommitLedger, Origin};
 
-use super::shared::{Ownership, Shared, SourceStats, lock};
+use super::exactly_once::ExactlyOnce;
+use super::shared::{Shared, SourceStats, lock};
 use crate::tracker::PartitionState;
 
 /// A live view of a running [`KafkaSource`](super::KafkaSource): partitions, lag, counters.
@@ -114,84 +113,35 @@ impl KafkaSourceHandle {
         self.shared.transactional.load(Ordering::SeqCst)
     }
 
-    /// The consumer group metadata (group, member id, generation) a
-    /// transactional producer sends with the offsets, so the group
-    /// coordinator can fence a member that lost its partitions. Captured on
-    /// the consumer thread after each assignment (the generation changes at
-    /// every rebalance) and about every second; `None` until the first
-    /// assignment, and always `None` outside transactional mode.
-    pub fn group_metadata(&self) -> Option<Arc<ConsumerGroupMetadata>> {
-        lock(&self.shared.group_metadata.0).clone()
-    }
-
     /// Whether this consumer owns `topic`/`partition` now (it is assigned and
     /// its revocation, if one is under way, has not finished).
     pub fn owns(&self, topic: &str, partition: i32) -> bool {
         lock(&self.shared.tracker).owns(topic, partition)
     }
 
-    pub(crate) fn ownership(&self, topic: &str, partition: i32) -> Ownership {
-        if self.owns(topic, partition) {
-            Ownership::Owned
-        } else if lock(&self.shared.released).contains(&(topic.to_string(), partition)) {
-            Ownership::Revoked
-        } else {
-            Ownership::Foreign
+    /// The coupling a [`KafkaTxnSink`](crate::KafkaTxnSink) commits this
+    /// source's offsets through (see [`ExactlyOnce`]).
+    pub fn exactly_once(&self) -> ExactlyOnce {
+        ExactlyOnce {
+            shared: self.shared.clone(),
         }
-    }
-
-    /// The offsets a transaction must commit along with the outputs of the
-    /// records at `origins`: for every owned partition, the first offset
-    /// that is neither finished nor among `origins` (see
-    /// [`OffsetTracker::to_commit_with`](crate::OffsetTracker::to_commit_with)), where that moved past the last
-    /// commit. Origins without a topic, partition and offset are ignored.
-    ///
-    /// Nothing is marked finished: the records finish when their
-    /// acknowledgements resolve, after the transaction committed. Call
-    /// [`KafkaSourceHandle::mark_committed`] once it has.
-    pub fn transaction_offsets(&self, origins: &[&Origin]) -> Vec<(String, i32, i64)> {
-        let mut finishing: BTreeMap<(String, i32), BTreeMap<i64, usize>> = BTreeMap::new();
-        for o in origins {
-            if let (Some(t), Some(p), Some(off)) = (&o.topic, o.partition, o.offset) {
-                *finishing
-                    .entry((t.to_string(), p))
-                    .or_default()
-                    .entry(off)
-                    .or_default() += 1;
-            }
-        }
-        lock(&self.shared.tracker).to_commit_with(&finishing)
-    }
-
-    /// Notes offsets (topic, partition, next offset to read) that a
-    /// transaction committed, for [`KafkaSourceHandle::partitions`] and the
-    /// lag; counted in [`SourceStats::commits`].
-    pub fn mark_committed(&self, offsets: &[(String, i32, i64)]) {
-        if offsets.is_empty() {
-            return;
-        }
-        let mut tracker = lock(&self.shared.tracker);
-        for (t, p, o) in offsets {
-            tracker.committed(t, *p, *o);
-        }
-        self.shared.stats.commits.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// The ledger a stage committing this source's offsets with its own work
 /// uses: a store writing them with its rows (see
 /// [`KafkaSource::offsets_in`](super::KafkaSource::offsets_in)), or any
-/// other [`CommitLedger`] user.
+/// other [`CommitLedger`] user: the one of [`ExactlyOnce`].
 impl CommitLedger for KafkaSourceHandle {
     fn group(&self) -> String {
-        self.shared.group.get().cloned().unwrap_or_default()
+        self.exactly_once().group()
     }
 
     fn offsets_with(&self, origins: &[&Origin]) -> Vec<(String, i32, i64)> {
-        self.transaction_offsets(origins)
+        self.exactly_once().offsets_with(origins)
     }
 
     fn committed(&self, offsets: &[(String, i32, i64)]) {
-        self.mark_committed(offsets);
+        self.exactly_once().committed(offsets);
     }
 }

@@ -43,10 +43,11 @@
 //!
 //! With [`KafkaSource::transactional`], for exactly-once Kafka to Kafka, the
 //! source commits nothing itself: a [`KafkaTxnSink`](crate::KafkaTxnSink)
-//! commits the offsets in its transactions, computed from the same tracker
-//! ([`KafkaSourceHandle::transaction_offsets`]), with the group metadata the
-//! consumer thread captures after each assignment
-//! ([`KafkaSourceHandle::group_metadata`]). Revocations still wait for the
+//! commits the offsets in its transactions, through the [`ExactlyOnce`]
+//! coupling: offsets computed from the same tracker, the group metadata the
+//! consumer thread captures, and an assignment generation that moves at
+//! every assignment and revocation, so a transaction begun under another
+//! assignment is aborted rather than committed. Revocations still wait for the
 //! revoked partitions' records in flight, so their transactions commit
 //! before the partitions are released.
 //!
@@ -75,9 +76,14 @@
 
 mod acker;
 mod callbacks;
+mod commit;
 mod consume;
+mod exactly_once;
+mod group;
 mod handle;
+mod metadata;
 mod pause;
+mod record;
 mod shared;
 
 use std::sync::Arc;
@@ -85,16 +91,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rdkafka::consumer::BaseConsumer;
 use sluicegate_core::{BoxError, Source, SourceContext};
 
 use crate::config::KafkaConfig;
+#[cfg(doc)]
 use crate::error::KafkaIoError;
 
-use callbacks::Callbacks;
-use consume::check_topics;
+pub use exactly_once::{ExactlyOnce, Generation, Ownership};
+pub use group::consumer_group;
 pub use handle::{KafkaSourceHandle, PartitionLag, PauseReason};
-pub(crate) use shared::Ownership;
 use shared::Shared;
 pub use shared::SourceStats;
 
@@ -253,7 +258,7 @@ impl KafkaSource {
     /// transaction, along with the outputs of the records they cover. The
     /// source still tracks which records are finished, captures the group
     /// metadata the sink sends with the offsets
-    /// ([`KafkaSourceHandle::group_metadata`]), pauses on a full graph, and
+    /// ([`ExactlyOnce::group_metadata_for`]), pauses on a full graph, and
     /// on revoke still waits (up to [`KafkaSource::revoke_timeout`]) for the
     /// revoked partitions' records in flight, so their transactions commit
     /// before another member takes the partitions over. Keep the revoke
@@ -329,6 +334,14 @@ impl KafkaSource {
         }
     }
 
+    /// The coupling through which a [`KafkaTxnSink`](crate::KafkaTxnSink)
+    /// commits this source's offsets in its transactions (see
+    /// [`ExactlyOnce`]; the source must be in
+    /// [transactional mode](KafkaSource::transactional)).
+    pub fn exactly_once(&self) -> ExactlyOnce {
+        self.handle().exactly_once()
+    }
+
     /// The client configuration (secrets redacted in `Debug`).
     pub fn config(&self) -> &KafkaConfig {
         &self.config
@@ -354,54 +367,4 @@ impl Source for KafkaSource {
             Err(_) => Err("the Kafka consumer thread panicked".into()),
         }
     }
-}
-
-/// `workers` members of one consumer group in this process, merged into one
-/// stream (the seeds' many-workers pattern, with each member committing its
-/// own partitions' finished offsets).
-///
-/// The cluster is asked for the topics' partitions first, on the blocking
-/// pool: waiting up to `connect_timeout` for an unreachable cluster holds
-/// no runtime thread.
-///
-/// # Errors
-///
-/// [`KafkaIoError::TooManyWorkers`] when `workers` exceeds the topics'
-/// partitions (the extra members would sit idle), after checking the
-/// cluster within `connect_timeout`; [`KafkaIoError::Unreachable`] and
-/// [`KafkaIoError::UnknownTopic`] as at start.
-pub async fn consumer_group(
-    config: &KafkaConfig,
-    group_id: &str,
-    topics: &[&str],
-    workers: usize,
-    connect_timeout: Duration,
-) -> Result<Vec<KafkaSource>, KafkaIoError> {
-    let probe_config = config.clone().set("group.id", group_id);
-    let topic_names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
-    let partitions = tokio::task::spawn_blocking(move || {
-        let probe: BaseConsumer<Callbacks> = probe_config
-            .client_config()
-            .create_with_context(Callbacks {
-                shared: Arc::new(Shared::default()),
-                revoke_timeout: Duration::ZERO,
-            })
-            .map_err(|e| probe_config.explain(e))?;
-        check_topics(&probe, &probe_config, &topic_names, connect_timeout)
-    })
-    .await
-    .map_err(|_| KafkaIoError::Client(rdkafka::error::KafkaError::Canceled))??;
-    if workers > partitions {
-        return Err(KafkaIoError::TooManyWorkers {
-            topics: topics.join(","),
-            workers,
-            partitions,
-        });
-    }
-    Ok((0..workers)
-        .map(|_| {
-            KafkaSource::new(config.clone(), group_id, topics.iter().copied())
-                .connect_timeout(connect_timeout)
-        })
-        .collect())
 }

@@ -1,18 +1,15 @@
 //! State shared by the consumer thread, its librdkafka callbacks and the
 //! acknowledgements arriving from the graph.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LockResult, Mutex, MutexGuard, OnceLock, WaitTimeoutResult};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
-};
-use rdkafka::{Offset, TopicPartitionList};
 use sluicegate_core::{DropReason, Envelope, FailureKind, ItemError};
 
+use super::exactly_once::Assignment;
 use crate::error::KafkaIoError;
 use crate::offset_store::OffsetStore;
 use crate::tracker::OffsetTracker;
@@ -75,10 +72,10 @@ pub(super) struct Shared {
     pub(super) high_watermarks: Mutex<BTreeMap<(String, i32), i64>>,
     /// Offsets are committed by a transactional sink, never by the source.
     pub(super) transactional: AtomicBool,
-    /// The consumer group metadata, refreshed on the consumer thread.
-    pub(super) group_metadata: GroupMetadataSlot,
-    /// Partitions revoked and not assigned again since.
-    pub(super) released: Mutex<BTreeSet<(String, i32)>>,
+    /// Ownership, its generation and the group metadata, for a
+    /// transactional sink (see [`ExactlyOnce`](super::ExactlyOnce)); locked
+    /// before `tracker` when both are.
+    pub(super) assignment: Mutex<Assignment>,
     /// The first record that ended unfinished (the source stops with it).
     pub(super) failure: Mutex<Option<RecordFailure>>,
     /// Records still in flight when a revocation in transactional mode gave
@@ -207,32 +204,6 @@ impl RecordFailure {
     }
 }
 
-/// Whether a partition is this consumer's, for a transactional sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ownership {
-    /// Assigned and tracked.
-    Owned,
-    /// Revoked since its records were handed out.
-    Revoked,
-    /// Never consumed by this source.
-    Foreign,
-}
-
-/// The consumer's group metadata (member id, generation), captured on the
-/// consumer thread after each assignment for a transactional sink to send
-/// with its offsets.
-#[derive(Default)]
-pub(super) struct GroupMetadataSlot(pub(super) Mutex<Option<Arc<ConsumerGroupMetadata>>>);
-
-impl std::fmt::Debug for GroupMetadataSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let known = lock(&self.0).is_some();
-        f.debug_struct("GroupMetadata")
-            .field("known", &known)
-            .finish()
-    }
-}
-
 impl Shared {
     /// Whether acknowledgements report split records' parts: a stage that
     /// commits the offsets with its own work (a transactional sink, a store
@@ -264,126 +235,6 @@ impl Shared {
     /// The error the source stops with, when a record ended unfinished.
     pub(super) fn take_failure(&self) -> Option<KafkaIoError> {
         lock(&self.failure).take().map(RecordFailure::into_error)
-    }
-
-    pub(super) fn refresh_group_metadata<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
-        if self.transactional.load(Ordering::Relaxed) {
-            if let Some(gm) = consumer.group_metadata() {
-                *lock(&self.group_metadata.0) = Some(Arc::new(gm));
-            }
-        }
-    }
-}
-
-/// Commits `offsets` (topic, partition, next offset to read): to Kafka, or,
-/// for a source that keeps its offsets elsewhere, there first (the
-/// authority) and then to Kafka too, for the tools that watch a group's
-/// lag there.
-pub(super) fn commit<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    shared: &Shared,
-    offsets: &[(String, i32, i64)],
-    mode: CommitMode,
-) {
-    if offsets.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (t, p, o) in offsets {
-        if let Err(e) = tpl.add_partition_offset(t, *p, Offset::Offset(*o)) {
-            tracing::warn!(error = %e, "bad offset to commit");
-            return;
-        }
-    }
-    shared.finished_since_commit.store(0, Ordering::Relaxed);
-    if let Some(store) = shared.offset_store.0.get() {
-        let group = shared.group.get().map_or("", String::as_str);
-        match store.save(group, offsets) {
-            Ok(()) => {
-                shared.stats.commits.fetch_add(1, Ordering::Relaxed);
-                let mut tracker = lock(&shared.tracker);
-                for (t, p, o) in offsets {
-                    tracker.committed(t, *p, *o);
-                }
-            }
-            Err(e) => {
-                shared.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(store = %store.describe(), error = %e, "offset commit failed; the next commit retries");
-                return;
-            }
-        }
-        mirror(consumer, shared, offsets);
-        return;
-    }
-    match consumer.commit(&tpl, mode) {
-        Ok(()) => {
-            shared.stats.commits.fetch_add(1, Ordering::Relaxed);
-            if matches!(mode, CommitMode::Sync) {
-                let mut tracker = lock(&shared.tracker);
-                for (t, p, o) in offsets {
-                    tracker.committed(t, *p, *o);
-                }
-            }
-        }
-        Err(e) => {
-            shared.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
-            log_commit_failure(&e);
-        }
-    }
-}
-
-/// Commits to Kafka the offsets a source with an offset store committed
-/// there (by its own commits, or with a store's batches), so the tools that
-/// watch a group's lag in Kafka see it move. Informational: the source
-/// resumes from the store. Only what changed since the last mirror.
-pub(super) fn mirror<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    shared: &Shared,
-    offsets: &[(String, i32, i64)],
-) {
-    let mut mirrored = lock(&shared.mirrored);
-    let mut tpl = TopicPartitionList::new();
-    for (t, p, o) in offsets {
-        if mirrored.get(&(t.clone(), *p)) != Some(o)
-            && tpl.add_partition_offset(t, *p, Offset::Offset(*o)).is_err()
-        {
-            return;
-        }
-    }
-    if tpl.count() == 0 {
-        return;
-    }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => {
-            for e in tpl.elements() {
-                if let Offset::Offset(o) = e.offset() {
-                    mirrored.insert((e.topic().to_string(), e.partition()), o);
-                }
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, "mirroring the stored offsets to Kafka failed"),
-    }
-}
-
-/// [`mirror`] for every partition's offset committed so far.
-pub(super) fn mirror_committed<C: ConsumerContext>(consumer: &BaseConsumer<C>, shared: &Shared) {
-    if shared.offset_store.0.get().is_none() {
-        return;
-    }
-    let committed: Vec<(String, i32, i64)> = lock(&shared.tracker)
-        .states()
-        .into_iter()
-        .filter_map(|s| Some((s.topic, s.partition, s.committed?)))
-        .collect();
-    mirror(consumer, shared, &committed);
-}
-
-pub(super) fn log_commit_failure(e: &rdkafka::error::KafkaError) {
-    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::RebalanceInProgress) {
-        // Expected while a rebalance is pending; the next commit retries.
-        tracing::debug!(error = %e, "offset commit refused during a rebalance");
-    } else {
-        tracing::warn!(error = %e, "offset commit failed; the next commit retries");
     }
 }
 

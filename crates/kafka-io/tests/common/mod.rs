@@ -134,6 +134,17 @@ pub async fn produce_range(
     partitions: i32,
     numbers: std::ops::Range<u64>,
 ) {
+    produce_with(brokers, topic, numbers, |i| (i % partitions as u64) as i32).await
+}
+
+/// Produces the records of `numbers`, payload and key the decimal number,
+/// each to partition `partition_of(number)`, and waits for every delivery.
+pub async fn produce_with(
+    brokers: &str,
+    topic: &str,
+    numbers: std::ops::Range<u64>,
+    partition_of: impl Fn(u64) -> i32,
+) {
     let p = producer(brokers);
     let mut pending = Vec::new();
     for i in numbers {
@@ -141,7 +152,7 @@ pub async fn produce_range(
         let rec = FutureRecord::to(topic)
             .payload(&s)
             .key(&s)
-            .partition((i % partitions as u64) as i32);
+            .partition(partition_of(i));
         pending.push(p.send_result(rec).map_err(|(e, _)| e).expect("enqueue"));
     }
     for d in pending {
@@ -290,4 +301,41 @@ pub fn histogram(seen: &[u64]) -> BTreeMap<u64, usize> {
     }
     h
 }
+/// A transactional sink producing to `output` on `brokers`, committing
+/// through `coupling`.
+pub fn txn_sink(
+    brokers: &str,
+    output: &str,
+    transactional_id: &str,
+    coupling: sluicegate_kafka_io::ExactlyOnce,
+) -> sluicegate_kafka_io::KafkaTxnSink {
+    sluicegate_kafka_io::KafkaTxnSink::new(
+        &sluicegate_kafka_io::KafkaConfig::new(brokers),
+        output,
+        transactional_id,
+        coupling,
+    )
+    .expect("sink")
+}
+
+/// `source` → `to-record` (each payload a record) → `txn`, `sink` taking
+/// batches of `batch`.
+pub fn txn_graph(
+    name: &str,
+    source: sluicegate_kafka_io::KafkaSource,
+    sink: sluicegate_kafka_io::KafkaTxnSink,
+    batch: sluicegate_core::BatchConfig<sluicegate_kafka_io::ProducerRecord>,
+) -> sluicegate_core::Graph {
+    use sluicegate_core::{BatchSpec, StageSpec, map};
+    use sluicegate_kafka_io::ProducerRecord;
+    let mut g = sluicegate_core::Graph::builder(name);
+    g.source("kafka", source)
+        .via(StageSpec::new(
+            "to-record",
+            map(|b: Bytes| ProducerRecord::new(b)),
+        ))
+        .to_batch(BatchSpec::new("txn", sink, batch));
+    g.build().expect("valid")
+}
+
 pub mod scenarios;
