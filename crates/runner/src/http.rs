@@ -60,6 +60,7 @@ use serde_json::{Map, Value, json};
 use sluicegate_core::{Metrics, Snapshot};
 
 use crate::frontier::Frontier;
+use crate::rate::Period;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -189,16 +190,9 @@ struct Window {
 }
 
 impl Window {
-    /// The length of the period measured, in seconds.
-    fn seconds(&self) -> f64 {
-        match &self.before {
-            Some((age, _)) => age.as_secs_f64(),
-            None => self.now.uptime_ns as f64 / 1e9,
-        }
-    }
-
-    fn baseline(&self) -> Option<&Snapshot> {
-        self.before.as_ref().map(|(_, s)| s)
+    /// The period measured.
+    fn period(&self) -> Period<'_> {
+        Period::aged(&self.now, self.before.as_ref().map(|(age, s)| (*age, s)))
     }
 }
 
@@ -330,26 +324,17 @@ impl StatusBoard {
     /// for a node that ended before the window began.
     pub fn status(&self) -> Value {
         let window = self.window();
-        let seconds = window.seconds();
-        let before = window.baseline();
+        let period = window.period();
         let mut rates = Map::new();
         let mut split = Map::new();
-        for s in &window.now.stages {
-            let prev = before.and_then(|b| b.stage(&s.name));
-            let items = s.items_in.saturating_sub(prev.map_or(0, |p| p.items_in));
-            let rate = if seconds > 0.0 {
-                items as f64 / seconds
-            } else {
-                0.0
-            };
-            rates.insert(s.name.clone(), json!(rate));
-            let (busy, blocked, idle) = s.time_split(prev);
+        for f in period.stages() {
+            rates.insert(f.name().to_string(), json!(f.rate.unwrap_or(0.0)));
             split.insert(
-                s.name.clone(),
-                json!({ "busy": busy, "blocked": blocked, "idle": idle }),
+                f.name().to_string(),
+                json!({ "busy": f.busy, "blocked": f.blocked, "idle": f.idle }),
             );
         }
-        let bottleneck = window.now.bottleneck(before);
+        let bottleneck = period.bottleneck();
         let phase = self.phase();
         // Called outside the lock, so the callback may use the board.
         let extra = lock(&self.inner.extra).clone();
@@ -363,7 +348,7 @@ impl StatusBoard {
             "phase": phase.name(),
             "error": phase.error(),
             "uptime_s": uptime_s,
-            "window_s": seconds,
+            "window_s": period.seconds(),
             "rates": rates,
             "split": split,
             "bottleneck": bottleneck,

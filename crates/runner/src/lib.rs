@@ -32,6 +32,7 @@ pub mod frontier;
 pub mod generate;
 pub mod http;
 pub mod pipeline;
+pub mod rate;
 pub mod retries;
 pub mod runner;
 pub mod settings;

@@ -30,13 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluicegate_core::Snapshot;
-use sluicegate_core::metrics::StageSnapshot;
 use sluicegate_core::{Bottleneck, Metrics};
 use sluicegate_kafka_io::PartitionLag;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::frontier::{Counters, Frontier};
+use crate::rate::{Period, StageFigures};
 
 /// Cells in a mailbox bar.
 const BAR: usize = 10;
@@ -63,12 +63,8 @@ const MARKER: &str = "  <- bottleneck";
 /// The bar shows every cell filled only when the mailbox is full: a partly
 /// filled mailbox shows at least one cell and at most nine.
 pub fn render(now: &Snapshot, before: Option<&Snapshot>, width: usize) -> String {
-    let before = before.filter(|b| b.uptime_ns < now.uptime_ns);
-    let seconds = match before {
-        Some(b) => (now.uptime_ns - b.uptime_ns) as f64 / 1e9,
-        None => now.uptime_ns as f64 / 1e9,
-    };
-    let bottleneck = now.bottleneck(before);
+    let period = Period::between(now, before);
+    let bottleneck = period.bottleneck();
     let name_w = now
         .stages
         .iter()
@@ -78,16 +74,20 @@ pub fn render(now: &Snapshot, before: Option<&Snapshot>, width: usize) -> String
         .clamp(MIN_NAME, MAX_NAME);
 
     let mut lines = Vec::with_capacity(now.stages.len() + 2);
-    lines.push(title(now, before.is_some(), seconds, bottleneck.as_ref()));
+    lines.push(title(&period, bottleneck.as_ref()));
     lines.push(format!(
         "{:<name_w$}  {:>8}  {:<24}  {:>4}  {:>7}  {:>4}",
         "stage", "rec/s", "mailbox", "busy", "blocked", "idle"
     ));
-    for s in &now.stages {
-        let prev = before.and_then(|b| b.stage(&s.name));
-        lines.push(row(now, s, prev, seconds, name_w, bottleneck.as_ref()));
+    for f in period.stages() {
+        lines.push(row(now, &f, name_w, bottleneck.as_ref()));
     }
+    fit(lines, width)
+}
 
+/// The lines, each trimmed at the end, cut to `width` characters (no cut
+/// when `width` is 0) and ended with `\n`.
+fn fit(lines: Vec<String>, width: usize) -> String {
     let mut out = String::new();
     for line in lines {
         let line = line.trim_end();
@@ -101,7 +101,8 @@ pub fn render(now: &Snapshot, before: Option<&Snapshot>, width: usize) -> String
     out
 }
 
-fn title(now: &Snapshot, windowed: bool, seconds: f64, bottleneck: Option<&Bottleneck>) -> String {
+fn title(period: &Period<'_>, bottleneck: Option<&Bottleneck>) -> String {
+    let now = period.now();
     let up = now.uptime_ns / 1_000_000_000;
     let mut t = format!(
         "{}  up {}:{:02}:{:02}  ",
@@ -110,8 +111,8 @@ fn title(now: &Snapshot, windowed: bool, seconds: f64, bottleneck: Option<&Bottl
         up / 60 % 60,
         up % 60
     );
-    if windowed {
-        let _ = write!(t, "window {seconds:.1}s  ");
+    if period.is_windowed() {
+        let _ = write!(t, "window {:.1}s  ", period.seconds());
     } else {
         t.push_str("since start  ");
     }
@@ -132,19 +133,12 @@ fn title(now: &Snapshot, windowed: bool, seconds: f64, bottleneck: Option<&Bottl
 
 fn row(
     now: &Snapshot,
-    s: &StageSnapshot,
-    prev: Option<&StageSnapshot>,
-    seconds: f64,
+    f: &StageFigures<'_>,
     name_w: usize,
     bottleneck: Option<&Bottleneck>,
 ) -> String {
-    let items = s.items_in.saturating_sub(prev.map_or(0, |p| p.items_in));
-    let rate = if seconds > 0.0 {
-        format_rate(items as f64 / seconds)
-    } else {
-        "-".to_string()
-    };
-    let mailbox = match now.mailbox(&s.name) {
+    let rate = f.rate.map_or_else(|| "-".to_string(), format_rate);
+    let mailbox = match now.mailbox(f.name()) {
         Some(m) => format!(
             "{} {:>11}",
             bar(m.depth, m.capacity),
@@ -152,20 +146,19 @@ fn row(
         ),
         None => "-".to_string(),
     };
-    let (busy, blocked, idle) = s.time_split(prev);
-    let [busy, blocked, idle] = if busy + blocked + idle > 0.0 {
-        [percent(busy), percent(blocked), percent(idle)]
+    let [busy, blocked, idle] = if f.has_split() {
+        [percent(f.busy), percent(f.blocked), percent(f.idle)]
     } else {
         ["-".to_string(), "-".to_string(), "-".to_string()]
     };
-    let marker = if bottleneck.is_some_and(|b| b.stage == s.name) {
+    let marker = if bottleneck.is_some_and(|b| b.stage == f.name()) {
         MARKER
     } else {
         ""
     };
     format!(
         "{:<name_w$}  {rate:>8}  {mailbox:<24}  {busy:>4}  {blocked:>7}  {idle:>4}{marker}",
-        cut(&s.name, name_w)
+        cut(f.name(), name_w)
     )
 }
 
@@ -275,17 +268,7 @@ pub fn render_frontier(partitions: &[PartitionLag], counters: &Counters, width: 
         }
         lines.push(line);
     }
-    let mut out = String::new();
-    for line in lines {
-        let line = line.trim_end();
-        if width > 0 && line.chars().count() > width {
-            out.extend(line.chars().take(width));
-        } else {
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
+    fit(lines, width)
 }
 
 /// `850ms`, `12.3s`, `4m05s`, `2h13m`.
