@@ -8,8 +8,9 @@ use sluicegate_core::GraphError;
 use sluicegate_kafka_io::KafkaIoError;
 use sluicegate_stages::store::{self, Store, StoreError};
 
-use crate::cli::{ProduceArgs, exit};
+use crate::cli::ProduceArgs;
 use crate::embedded::{CatchUp, Embedded, produce_generated};
+use crate::exit;
 use crate::generate;
 use crate::pipeline::{self, PipelineError};
 use crate::runner::{LiveView, RunError, Runner, RunnerOptions, Stopped};

@@ -8,23 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::settings::{OrderSetting, OverflowSetting, Settings, SettingsError};
 
-/// Exit codes of the `sluicegate` binary.
-pub mod exit {
-    /// Everything finished, drained and committed.
-    pub const OK: i32 = 0;
-    /// The pipeline stopped on an error, did not drain in time, or left
-    /// records failed (they are read again at the next start).
-    pub const FAILED: i32 = 1;
-    /// Bad command line (unknown flag, bad value).
-    pub const USAGE: i32 = 2;
-    /// Bad or unreadable configuration file, or an invalid setting.
-    pub const CONFIG: i32 = 3;
-    /// A service could not be reached or is missing something: broker,
-    /// topic, database.
-    pub const UNAVAILABLE: i32 = 4;
-    /// A second signal forced the exit before the drain finished.
-    pub const FORCED: i32 = 130;
-}
+pub use crate::exit;
 
 /// Async stream pipelines that never accept work faster than they can finish it.
 #[derive(Debug, Parser)]

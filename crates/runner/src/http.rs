@@ -60,6 +60,7 @@ use serde_json::{Map, Value, json};
 use sluicegate_core::{Metrics, Snapshot};
 
 use crate::frontier::Frontier;
+pub use crate::phase::Phase;
 use crate::rate::Period;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -82,62 +83,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The status page, served at `/`.
 const PAGE: &str = include_str!("page.html");
-
-/// The runner's lifecycle, as `/health` and the page report it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Phase {
-    /// Building the graph, connecting to services, running start hooks.
-    #[default]
-    Starting,
-    /// The graph is running.
-    Running,
-    /// Shutdown was requested: sources stopped taking input, the graph drains.
-    Draining,
-    /// The graph stopped; the process is about to exit.
-    Stopped,
-    /// The graph stopped on a fatal error (the message says which).
-    Failed(String),
-}
-
-impl Phase {
-    /// Every phase's name, in lifecycle order (the `phase` label values of
-    /// the `sluicegate_phase` gauge).
-    pub const NAMES: [&'static str; 5] = ["starting", "running", "draining", "stopped", "failed"];
-
-    /// The phase's name in lower case: `starting`, `running`, `draining`,
-    /// `stopped` or `failed`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Phase::Starting => "starting",
-            Phase::Running => "running",
-            Phase::Draining => "draining",
-            Phase::Stopped => "stopped",
-            Phase::Failed(_) => "failed",
-        }
-    }
-
-    /// Whether `/health` answers `200`: starting, running or draining.
-    pub fn is_healthy(&self) -> bool {
-        matches!(self, Phase::Starting | Phase::Running | Phase::Draining)
-    }
-
-    /// The error of a failed phase.
-    pub fn error(&self) -> Option<&str> {
-        match self {
-            Phase::Failed(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Phase::Failed(e) => write!(f, "failed: {e}"),
-            other => f.write_str(other.name()),
-        }
-    }
-}
 
 /// Computes the `extra` member of `/status`.
 type ExtraFn = Arc<dyn Fn() -> Value + Send + Sync>;

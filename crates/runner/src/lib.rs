@@ -28,9 +28,11 @@
 pub mod app;
 pub mod cli;
 pub mod embedded;
+pub mod exit;
 pub mod frontier;
 pub mod generate;
 pub mod http;
+pub mod phase;
 pub mod pipeline;
 pub mod rate;
 pub mod retries;

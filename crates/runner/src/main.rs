@@ -4,7 +4,8 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use sluicegate_runner::app::{self, RunOptions};
-use sluicegate_runner::cli::{Cli, Command, LogFormat, exit};
+use sluicegate_runner::cli::{Cli, Command, LogFormat};
+use sluicegate_runner::exit;
 use sluicegate_runner::runner::LiveView;
 
 /// mimalloc instead of glibc's malloc: records are allocated on one thread

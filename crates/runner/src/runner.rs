@@ -8,9 +8,10 @@ use sluicegate_core::{CancellationToken, Graph, GraphError, Report};
 
 use sluicegate_kafka_io::KafkaSourceHandle;
 
-use crate::cli::exit;
+use crate::exit;
 use crate::frontier::Frontier;
-use crate::http::{self, Phase, StatusBoard};
+use crate::http::{self, StatusBoard};
+use crate::phase::Phase;
 use crate::view;
 
 /// When to draw the live view on stderr.
