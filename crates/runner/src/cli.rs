@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::defaults;
 use crate::settings::{OrderSetting, OverflowSetting, Settings, SettingsError};
 
 pub use crate::exit;
@@ -56,16 +58,16 @@ pub struct ProduceArgs {
     #[arg(long, env = "SLUICEGATE_BROKERS")]
     pub brokers: String,
     /// Topic to produce to (must exist).
-    #[arg(long, default_value = "events", env = "SLUICEGATE_INPUT_TOPIC")]
+    #[arg(long, default_value = defaults::INPUT_TOPIC, env = "SLUICEGATE_INPUT_TOPIC")]
     pub topic: String,
     /// Records to produce.
-    #[arg(long, default_value_t = 100_000, env = "SLUICEGATE_RECORDS")]
+    #[arg(long, default_value_t = defaults::RECORDS, env = "SLUICEGATE_RECORDS")]
     pub records: u64,
     /// First record number (to extend an earlier run without reusing ids).
     #[arg(long, default_value_t = 0)]
     pub start: u64,
     /// Share of malformed records, 0.0 to 1.0.
-    #[arg(long, default_value_t = 0.02, env = "SLUICEGATE_MALFORMED")]
+    #[arg(long, default_value_t = defaults::MALFORMED, env = "SLUICEGATE_MALFORMED")]
     pub malformed: f64,
 }
 
@@ -81,39 +83,39 @@ pub struct RunArgs {
     #[arg(long, env = "SLUICEGATE_BROKERS")]
     pub brokers: Option<String>,
     /// Consumer group; processes with the same group share the partitions.
-    #[arg(long, env = "SLUICEGATE_GROUP")]
-    pub group: Option<String>,
-    /// Topic read from [default: events].
-    #[arg(long, env = "SLUICEGATE_INPUT_TOPIC")]
-    pub input_topic: Option<String>,
-    /// Topic produced to; "" for none [default: events-clean].
-    #[arg(long, env = "SLUICEGATE_OUTPUT_TOPIC")]
-    pub output_topic: Option<String>,
-    /// Topic failed records go to [default: events-dlq].
-    #[arg(long, env = "SLUICEGATE_DEAD_LETTER_TOPIC")]
-    pub dead_letter_topic: Option<String>,
-    /// Consumers of the group in this process [default: 1].
-    #[arg(long, env = "SLUICEGATE_WORKERS")]
-    pub workers: Option<usize>,
-    /// Commit the finished prefix at least this often [default: 1000].
-    #[arg(long, env = "SLUICEGATE_COMMIT_INTERVAL_MS")]
-    pub commit_interval_ms: Option<u64>,
-    /// Commit after this many records finished [default: 1000].
-    #[arg(long, env = "SLUICEGATE_COMMIT_EVERY")]
-    pub commit_every: Option<usize>,
-    /// Pause the partitions when the pipeline stays full this long [default: 500].
-    #[arg(long, env = "SLUICEGATE_PAUSE_AFTER_MS")]
-    pub pause_after_ms: Option<u64>,
-    /// On revoke, wait this long for in-flight records [default: 10000].
-    #[arg(long, env = "SLUICEGATE_REVOKE_TIMEOUT_MS")]
-    pub revoke_timeout_ms: Option<u64>,
-    /// Give up at start when the cluster does not answer within this [default: 10000].
-    #[arg(long, env = "SLUICEGATE_CONNECT_TIMEOUT_MS")]
-    pub connect_timeout_ms: Option<u64>,
+    #[arg(long, default_value = defaults::GROUP, env = "SLUICEGATE_GROUP")]
+    pub group: String,
+    /// Topic read from.
+    #[arg(long, default_value = defaults::INPUT_TOPIC, env = "SLUICEGATE_INPUT_TOPIC")]
+    pub input_topic: String,
+    /// Topic produced to; "" for none.
+    #[arg(long, default_value = defaults::OUTPUT_TOPIC, env = "SLUICEGATE_OUTPUT_TOPIC")]
+    pub output_topic: String,
+    /// Topic failed records go to.
+    #[arg(long, default_value = defaults::DEAD_LETTER_TOPIC, env = "SLUICEGATE_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: String,
+    /// Consumers of the group in this process.
+    #[arg(long, default_value_t = defaults::WORKERS, env = "SLUICEGATE_WORKERS")]
+    pub workers: usize,
+    /// Commit the finished prefix at least this often.
+    #[arg(long, default_value_t = defaults::COMMIT_INTERVAL_MS, env = "SLUICEGATE_COMMIT_INTERVAL_MS")]
+    pub commit_interval_ms: u64,
+    /// Commit after this many records finished.
+    #[arg(long, default_value_t = defaults::COMMIT_EVERY, env = "SLUICEGATE_COMMIT_EVERY")]
+    pub commit_every: usize,
+    /// Pause the partitions when the pipeline stays full this long.
+    #[arg(long, default_value_t = defaults::PAUSE_AFTER_MS, env = "SLUICEGATE_PAUSE_AFTER_MS")]
+    pub pause_after_ms: u64,
+    /// On revoke, wait this long for in-flight records.
+    #[arg(long, default_value_t = defaults::REVOKE_TIMEOUT_MS, env = "SLUICEGATE_REVOKE_TIMEOUT_MS")]
+    pub revoke_timeout_ms: u64,
+    /// Give up at start when the cluster does not answer within this.
+    #[arg(long, default_value_t = defaults::CONNECT_TIMEOUT_MS, env = "SLUICEGATE_CONNECT_TIMEOUT_MS")]
+    pub connect_timeout_ms: u64,
     /// Per partition, records handed out from its oldest unfinished one on
-    /// before it is paused [default: 10000].
-    #[arg(long, env = "SLUICEGATE_WINDOW_LIMIT")]
-    pub window_limit: Option<usize>,
+    /// before it is paused.
+    #[arg(long, default_value_t = defaults::WINDOW_LIMIT, env = "SLUICEGATE_WINDOW_LIMIT")]
+    pub window_limit: usize,
     /// Exactly-once: outputs and consumed offsets commit in Kafka
     /// transactions, after the store; needs an output topic and --workers 1.
     #[arg(long, env = "SLUICEGATE_EXACTLY_ONCE")]
@@ -135,15 +137,15 @@ pub struct RunArgs {
     /// [default: sqlite://sluicegate.db; a temporary file when embedded].
     #[arg(long, env = "SLUICEGATE_STORE", help_heading = "Store")]
     pub store: Option<String>,
-    /// Table written to, created if missing [default: events].
-    #[arg(long, env = "SLUICEGATE_TABLE", help_heading = "Store")]
-    pub table: Option<String>,
-    /// Rows per transaction at most [default: 500].
-    #[arg(long, env = "SLUICEGATE_STORE_BATCH", help_heading = "Store")]
-    pub store_batch: Option<usize>,
-    /// Write a batch when its first row waited this long [default: 50].
-    #[arg(long, env = "SLUICEGATE_STORE_BATCH_WAIT_MS", help_heading = "Store")]
-    pub store_batch_wait_ms: Option<u64>,
+    /// Table written to, created if missing.
+    #[arg(long, default_value = defaults::TABLE, env = "SLUICEGATE_TABLE", help_heading = "Store")]
+    pub table: String,
+    /// Rows per transaction at most.
+    #[arg(long, default_value_t = defaults::STORE_BATCH, env = "SLUICEGATE_STORE_BATCH", help_heading = "Store")]
+    pub store_batch: usize,
+    /// Write a batch when its first row waited this long.
+    #[arg(long, default_value_t = defaults::STORE_BATCH_WAIT_MS, env = "SLUICEGATE_STORE_BATCH_WAIT_MS", help_heading = "Store")]
+    pub store_batch_wait_ms: u64,
     /// Keep the group's offsets in the database, committed with each
     /// batch's rows, and resume from them (exactly-once into the store).
     #[arg(long, env = "SLUICEGATE_STORE_OFFSETS", help_heading = "Store")]
@@ -162,15 +164,15 @@ pub struct RunArgs {
     )]
     pub retry_delays: Option<Vec<String>>,
 
-    /// Mailbox capacity of decode [default: 256].
-    #[arg(long, env = "SLUICEGATE_DECODE_CAPACITY", help_heading = "Stages")]
-    pub decode_capacity: Option<usize>,
-    /// Mailbox capacity of validate [default: 256].
-    #[arg(long, env = "SLUICEGATE_VALIDATE_CAPACITY", help_heading = "Stages")]
-    pub validate_capacity: Option<usize>,
-    /// Mailbox capacity of transform; it takes batches of up to half of it [default: 512].
-    #[arg(long, env = "SLUICEGATE_TRANSFORM_CAPACITY", help_heading = "Stages")]
-    pub transform_capacity: Option<usize>,
+    /// Mailbox capacity of decode.
+    #[arg(long, default_value_t = defaults::DECODE_CAPACITY, env = "SLUICEGATE_DECODE_CAPACITY", help_heading = "Stages")]
+    pub decode_capacity: usize,
+    /// Mailbox capacity of validate.
+    #[arg(long, default_value_t = defaults::VALIDATE_CAPACITY, env = "SLUICEGATE_VALIDATE_CAPACITY", help_heading = "Stages")]
+    pub validate_capacity: usize,
+    /// Mailbox capacity of transform; it takes batches of up to half of it.
+    #[arg(long, default_value_t = defaults::TRANSFORM_CAPACITY, env = "SLUICEGATE_TRANSFORM_CAPACITY", help_heading = "Stages")]
+    pub transform_capacity: usize,
     /// Transform workers on the blocking pool [default: cores].
     #[arg(long, env = "SLUICEGATE_TRANSFORM_WORKERS", help_heading = "Stages")]
     pub transform_workers: Option<usize>,
@@ -178,24 +180,31 @@ pub struct RunArgs {
     #[arg(
         long,
         value_enum,
+        default_value_t,
         env = "SLUICEGATE_TRANSFORM_ORDER",
         help_heading = "Stages"
     )]
-    pub transform_order: Option<OrderSetting>,
-    /// Mailbox capacity of store [default: 2000].
-    #[arg(long, env = "SLUICEGATE_STORE_CAPACITY", help_heading = "Stages")]
-    pub store_capacity: Option<usize>,
-    /// Mailbox capacity of produce [default: 2048].
-    #[arg(long, env = "SLUICEGATE_PRODUCE_CAPACITY", help_heading = "Stages")]
-    pub produce_capacity: Option<usize>,
-    /// Deliveries to the output topic in flight [default: 1024].
-    #[arg(long, env = "SLUICEGATE_PRODUCE_IN_FLIGHT", help_heading = "Stages")]
-    pub produce_in_flight: Option<usize>,
-    /// What a full mailbox does, for every stage [default: block]. Dropped
-    /// records are counted and their offsets commit: use only where losing
-    /// records under load is the intent.
-    #[arg(long, value_enum, env = "SLUICEGATE_OVERFLOW", help_heading = "Stages")]
-    pub overflow: Option<OverflowSetting>,
+    pub transform_order: OrderSetting,
+    /// Mailbox capacity of store.
+    #[arg(long, default_value_t = defaults::STORE_CAPACITY, env = "SLUICEGATE_STORE_CAPACITY", help_heading = "Stages")]
+    pub store_capacity: usize,
+    /// Mailbox capacity of produce.
+    #[arg(long, default_value_t = defaults::PRODUCE_CAPACITY, env = "SLUICEGATE_PRODUCE_CAPACITY", help_heading = "Stages")]
+    pub produce_capacity: usize,
+    /// Deliveries to the output topic in flight.
+    #[arg(long, default_value_t = defaults::PRODUCE_IN_FLIGHT, env = "SLUICEGATE_PRODUCE_IN_FLIGHT", help_heading = "Stages")]
+    pub produce_in_flight: usize,
+    /// What a full mailbox does, for every stage. Dropped records are
+    /// counted and their offsets commit: use only where losing records
+    /// under load is the intent.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        env = "SLUICEGATE_OVERFLOW",
+        help_heading = "Stages"
+    )]
+    pub overflow: OverflowSetting,
     /// What transform's full mailbox does (overrides --overflow).
     #[arg(
         long,
@@ -204,9 +213,9 @@ pub struct RunArgs {
         help_heading = "Stages"
     )]
     pub transform_overflow: Option<OverflowSetting>,
-    /// HMAC rounds per pseudonymised field: the transform's CPU cost [default: 16].
-    #[arg(long, env = "SLUICEGATE_HASH_ROUNDS", help_heading = "Stages")]
-    pub hash_rounds: Option<u32>,
+    /// HMAC rounds per pseudonymised field: the transform's CPU cost.
+    #[arg(long, default_value_t = defaults::HASH_ROUNDS, env = "SLUICEGATE_HASH_ROUNDS", help_heading = "Stages")]
+    pub hash_rounds: u32,
 
     /// JSON Schema file records are validated against (draft 2020-12 unless
     /// its $schema names another) [default: the built-in event schema].
@@ -221,29 +230,31 @@ pub struct RunArgs {
     /// as an annotation.
     #[arg(long, env = "SLUICEGATE_VALIDATE_FORMATS", help_heading = "Records")]
     pub validate_formats: bool,
-    /// Records larger than this are dead-lettered unparsed [default: 8192].
-    #[arg(long, env = "SLUICEGATE_MAX_PAYLOAD_BYTES", help_heading = "Records")]
-    pub max_payload_bytes: Option<usize>,
+    /// Records larger than this are dead-lettered unparsed.
+    #[arg(long, default_value_t = defaults::MAX_PAYLOAD_BYTES, env = "SLUICEGATE_MAX_PAYLOAD_BYTES", help_heading = "Records")]
+    pub max_payload_bytes: usize,
     /// Top-level fields the transform pseudonymises (keyed HMAC), comma
-    /// separated; "" for none [default: email].
+    /// separated; "" for none.
     #[arg(
         long,
+        default_value = defaults::PSEUDONYMISE,
         value_name = "FIELDS",
         env = "SLUICEGATE_PSEUDONYMISE",
         value_delimiter = ',',
         num_args = 0..,
         help_heading = "Records"
     )]
-    pub pseudonymise: Option<Vec<String>>,
+    pub pseudonymise: Vec<String>,
     /// Top-level number the transform converts to integer cents; "" for
-    /// none [default: amount].
+    /// none.
     #[arg(
         long,
+        default_value = defaults::CENTS,
         value_name = "FIELD",
         env = "SLUICEGATE_CENTS",
         help_heading = "Records"
     )]
-    pub cents: Option<String>,
+    pub cents: String,
     /// Where the cents go [default: FIELD_cents].
     #[arg(
         long,
@@ -253,22 +264,22 @@ pub struct RunArgs {
     )]
     pub cents_field: Option<String>,
 
-    /// Embedded default: records generated [default: 100000].
-    #[arg(long, env = "SLUICEGATE_RECORDS", help_heading = "Embedded")]
-    pub records: Option<u64>,
-    /// Embedded default: partitions of the topics [default: 8].
-    #[arg(long, env = "SLUICEGATE_PARTITIONS", help_heading = "Embedded")]
-    pub partitions: Option<i32>,
-    /// Embedded default: share of malformed records [default: 0.02].
-    #[arg(long, env = "SLUICEGATE_MALFORMED", help_heading = "Embedded")]
-    pub malformed: Option<f64>,
+    /// Embedded default: records generated.
+    #[arg(long, default_value_t = defaults::RECORDS, env = "SLUICEGATE_RECORDS", help_heading = "Embedded")]
+    pub records: u64,
+    /// Embedded default: partitions of the topics.
+    #[arg(long, default_value_t = defaults::PARTITIONS, env = "SLUICEGATE_PARTITIONS", help_heading = "Embedded")]
+    pub partitions: i32,
+    /// Embedded default: share of malformed records.
+    #[arg(long, default_value_t = defaults::MALFORMED, env = "SLUICEGATE_MALFORMED", help_heading = "Embedded")]
+    pub malformed: f64,
 
-    /// Status server address (/, /status, /metrics, /health), or "off" [default: 127.0.0.1:9898].
-    #[arg(long, env = "SLUICEGATE_HTTP", help_heading = "Run")]
-    pub http: Option<String>,
-    /// Seconds to drain after SIGINT/SIGTERM before abandoning [default: 30].
-    #[arg(long, env = "SLUICEGATE_DRAIN_TIMEOUT", help_heading = "Run")]
-    pub drain_timeout: Option<u64>,
+    /// Status server address (/, /status, /metrics, /health), or "off".
+    #[arg(long, default_value = defaults::HTTP, env = "SLUICEGATE_HTTP", help_heading = "Run")]
+    pub http: String,
+    /// Seconds to drain after SIGINT/SIGTERM before abandoning.
+    #[arg(long, default_value_t = defaults::DRAIN_TIMEOUT_S, env = "SLUICEGATE_DRAIN_TIMEOUT", help_heading = "Run")]
+    pub drain_timeout: u64,
     /// Stop once the group has committed everything the input held at start.
     #[arg(long, env = "SLUICEGATE_UNTIL_CAUGHT_UP", help_heading = "Run")]
     pub until_caught_up: bool,
@@ -289,10 +300,22 @@ pub struct RunArgs {
     /// stays open this long after its records are acknowledged.
     #[arg(long, env = "SLUICEGATE_FAULT_HOLD_TRANSACTION_MS", hide = true)]
     pub fault_hold_transaction_ms: Option<u64>,
+    /// The fields whose flags were given (see [`Cli::parse_args`]).
+    #[arg(skip)]
+    given: std::collections::BTreeSet<String>,
 }
 
 impl RunArgs {
-    /// The settings: defaults, then the `--config` file, then these flags.
+    /// Whether the flag of field `id` was given, on the command line or by
+    /// its environment variable (not left at its default).
+    fn given(&self, id: &str) -> bool {
+        self.given.contains(id)
+    }
+
+    /// The settings: defaults, then the `--config` file, then the flags
+    /// given (a flag left out keeps the file's value, although its field
+    /// holds the default that `--help` shows). Parse with [`Cli::parse_args`],
+    /// which notes the flags given.
     ///
     /// # Errors
     ///
@@ -303,7 +326,15 @@ impl RunArgs {
             Some(path) => Settings::from_file(path)?,
             None => Settings::default(),
         };
-        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+        // `set!(target, field)`: the flag's value, when given.
+        macro_rules! set {
+            ($target:expr, $field:ident) => {
+                if self.given(stringify!($field)) {
+                    $target = self.$field.clone();
+                }
+            };
+        }
+        fn set_some<T: Clone>(target: &mut T, value: &Option<T>) {
             if let Some(v) = value {
                 *target = v.clone();
             }
@@ -312,21 +343,21 @@ impl RunArgs {
         if self.brokers.is_some() {
             k.brokers.clone_from(&self.brokers);
         }
-        set(&mut k.group, &self.group);
-        set(&mut k.input_topic, &self.input_topic);
-        set(&mut k.output_topic, &self.output_topic);
-        set(&mut k.dead_letter_topic, &self.dead_letter_topic);
-        set(&mut k.workers, &self.workers);
-        set(&mut k.commit_interval_ms, &self.commit_interval_ms);
-        set(&mut k.commit_every, &self.commit_every);
-        set(&mut k.pause_after_ms, &self.pause_after_ms);
-        set(&mut k.revoke_timeout_ms, &self.revoke_timeout_ms);
-        set(&mut k.connect_timeout_ms, &self.connect_timeout_ms);
-        set(&mut k.window_limit, &self.window_limit);
+        set!(k.group, group);
+        set!(k.input_topic, input_topic);
+        set!(k.output_topic, output_topic);
+        set!(k.dead_letter_topic, dead_letter_topic);
+        set!(k.workers, workers);
+        set!(k.commit_interval_ms, commit_interval_ms);
+        set!(k.commit_every, commit_every);
+        set!(k.pause_after_ms, pause_after_ms);
+        set!(k.revoke_timeout_ms, revoke_timeout_ms);
+        set!(k.connect_timeout_ms, connect_timeout_ms);
+        set!(k.window_limit, window_limit);
         if self.exactly_once {
             k.exactly_once = true;
         }
-        set(&mut k.transactional_id, &self.transactional_id);
+        set_some(&mut k.transactional_id, &self.transactional_id);
         for prop in &self.kafka_properties {
             let Some((key, value)) = prop.split_once('=') else {
                 return Err(SettingsError::Invalid {
@@ -339,9 +370,9 @@ impl RunArgs {
         if self.store.is_some() {
             s.store.url.clone_from(&self.store);
         }
-        set(&mut s.store.table, &self.table);
-        set(&mut s.store.batch, &self.store_batch);
-        set(&mut s.store.batch_wait_ms, &self.store_batch_wait_ms);
+        set!(s.store.table, table);
+        set!(s.store.batch, store_batch);
+        set!(s.store.batch_wait_ms, store_batch_wait_ms);
         if self.store_offsets {
             s.store.offsets = true;
         }
@@ -349,7 +380,7 @@ impl RunArgs {
             s.store.retry_delays = delays.iter().filter(|d| !d.is_empty()).cloned().collect();
         }
         let st = &mut s.stages;
-        if let Some(o) = self.overflow {
+        if self.given("overflow") {
             for stage in [
                 &mut st.decode,
                 &mut st.validate,
@@ -358,39 +389,44 @@ impl RunArgs {
                 &mut st.produce,
                 &mut st.dead_letters,
             ] {
-                stage.overflow = o;
+                stage.overflow = self.overflow;
             }
         }
-        set(&mut st.decode.capacity, &self.decode_capacity);
-        set(&mut st.validate.capacity, &self.validate_capacity);
-        set(&mut st.transform.capacity, &self.transform_capacity);
-        set(&mut st.transform.workers, &self.transform_workers);
-        set(&mut st.transform.order, &self.transform_order);
-        set(&mut st.transform.overflow, &self.transform_overflow);
-        set(&mut st.store.capacity, &self.store_capacity);
-        set(&mut st.produce.capacity, &self.produce_capacity);
-        set(&mut st.produce.workers, &self.produce_in_flight);
-        set(&mut s.run.hash_rounds, &self.hash_rounds);
+        set!(st.decode.capacity, decode_capacity);
+        set!(st.validate.capacity, validate_capacity);
+        set!(st.transform.capacity, transform_capacity);
+        set_some(&mut st.transform.workers, &self.transform_workers);
+        set!(st.transform.order, transform_order);
+        set_some(&mut st.transform.overflow, &self.transform_overflow);
+        set!(st.store.capacity, store_capacity);
+        set!(st.produce.capacity, produce_capacity);
+        set!(st.produce.workers, produce_in_flight);
+        set!(s.run.hash_rounds, hash_rounds);
         if self.schema.is_some() {
             s.validate.schema.clone_from(&self.schema);
         }
         if self.validate_formats {
             s.validate.formats = true;
         }
-        set(&mut s.validate.max_payload_bytes, &self.max_payload_bytes);
-        if let Some(fields) = &self.pseudonymise {
+        set!(s.validate.max_payload_bytes, max_payload_bytes);
+        if self.given("pseudonymise") {
             // `--pseudonymise ""` (or the flag alone) clears the list.
-            s.transform.pseudonymise = fields.iter().filter(|f| !f.is_empty()).cloned().collect();
+            s.transform.pseudonymise = self
+                .pseudonymise
+                .iter()
+                .filter(|f| !f.is_empty())
+                .cloned()
+                .collect();
         }
-        set(&mut s.transform.cents, &self.cents);
-        set(&mut s.transform.cents_field, &self.cents_field);
-        set(&mut s.embedded.records, &self.records);
-        set(&mut s.embedded.partitions, &self.partitions);
-        set(&mut s.embedded.malformed, &self.malformed);
-        set(&mut s.run.http, &self.http);
-        set(&mut s.run.drain_timeout_s, &self.drain_timeout);
-        set(&mut s.run.panic_on_id_suffix, &self.panic_on_id_suffix);
-        set(
+        set!(s.transform.cents, cents);
+        set_some(&mut s.transform.cents_field, &self.cents_field);
+        set!(s.embedded.records, records);
+        set!(s.embedded.partitions, partitions);
+        set!(s.embedded.malformed, malformed);
+        set!(s.run.http, http);
+        set!(s.run.drain_timeout_s, drain_timeout);
+        set_some(&mut s.run.panic_on_id_suffix, &self.panic_on_id_suffix);
+        set_some(
             &mut s.run.fault_hold_transaction_ms,
             &self.fault_hold_transaction_ms,
         );
@@ -402,11 +438,101 @@ impl RunArgs {
     }
 }
 
+impl Cli {
+    /// Parses the command line `args` (the program's name first), noting
+    /// which flags of `run` were given so that the ones left out do not
+    /// override the `--config` file with their defaults. Use it rather
+    /// than clap's `Cli::parse`, which does not note them.
+    ///
+    /// # Errors
+    ///
+    /// clap's error: a mistake, or a request for help or the version.
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let (Command::Run(run), Some(("run", m))) = (&mut cli.command, matches.subcommand()) {
+            run.given = m
+                .ids()
+                .filter(|id| {
+                    m.value_source(id.as_str())
+                        .is_some_and(|s| s != ValueSource::DefaultValue)
+                })
+                .map(|id| id.as_str().to_string())
+                .collect();
+        }
+        Ok(cli)
+    }
+}
+
 /// The key of a `KEY=VALUE` argument without its value (which may be a secret).
 fn key_only(prop: &str) -> String {
     if sluicegate_kafka_io::is_secret(prop.trim()) {
         "<redacted>".into()
     } else {
         prop.chars().take(64).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = ["sluicegate", "run"].iter().chain(args);
+        match Cli::parse_args(argv)
+            .expect("the command line parses")
+            .command
+        {
+            Command::Run(run) => *run,
+            Command::Produce(_) => unreachable!("parsed `run`"),
+        }
+    }
+
+    #[test]
+    fn flags_left_out_are_the_defaults() {
+        let s = run_args(&[]).settings().expect("the defaults are valid");
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.store.batch, defaults::STORE_BATCH);
+        assert_eq!(s.stages.transform.capacity, defaults::TRANSFORM_CAPACITY);
+        assert_eq!(s.transform.pseudonymise, vec![defaults::PSEUDONYMISE]);
+    }
+
+    #[test]
+    fn a_flag_given_beats_the_file_and_one_left_out_keeps_it() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("settings.toml");
+        std::fs::write(
+            &file,
+            "[store]\nbatch = 7\ntable = \"from_file\"\n[stages.decode]\ncapacity = 9\n",
+        )
+        .expect("the file is written");
+        let config = file.to_str().expect("a UTF-8 path");
+        let s = run_args(&["--config", config, "--store-batch", "11"])
+            .settings()
+            .expect("the settings are valid");
+        assert_eq!(s.store.batch, 11, "the flag beats the file");
+        assert_eq!(
+            s.store.table, "from_file",
+            "a flag left out keeps the file's value"
+        );
+        assert_eq!(
+            s.stages.decode.capacity, 9,
+            "a flag left out keeps the file's value"
+        );
+        assert_eq!(s.kafka.group, defaults::GROUP, "neither: the default");
+    }
+
+    #[test]
+    fn pseudonymise_alone_clears_the_list() {
+        let s = run_args(&["--pseudonymise"]).settings().expect("valid");
+        assert!(s.transform.pseudonymise.is_empty());
+        let s = run_args(&["--pseudonymise", "email,name"])
+            .settings()
+            .expect("valid");
+        assert_eq!(s.transform.pseudonymise, vec!["email", "name"]);
     }
 }

@@ -27,6 +27,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod defaults;
 pub mod embedded;
 pub mod exit;
 pub mod frontier;

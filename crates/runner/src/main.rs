@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
 use sluicegate_runner::app::{self, RunOptions};
 use sluicegate_runner::cli::{Cli, Command, LogFormat};
 use sluicegate_runner::exit;
@@ -16,7 +15,7 @@ use sluicegate_runner::runner::LiveView;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with code 0; mistakes to stderr with 2.

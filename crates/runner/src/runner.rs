@@ -41,11 +41,16 @@ pub struct RunnerOptions {
     pub handle_signals: bool,
 }
 
+impl RunnerOptions {
+    /// The default [`drain_timeout`](Self::drain_timeout): 30 s.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
 impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
             http: None,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             live_view: LiveView::Auto,
             handle_signals: true,
         }

@@ -59,6 +59,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sluicegate_core::{Order, Overflow};
 
+use crate::defaults;
+
 /// All settings of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -131,17 +133,17 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         KafkaSettings {
             brokers: None,
-            group: "sluicegate".into(),
-            input_topic: "events".into(),
-            output_topic: "events-clean".into(),
-            dead_letter_topic: "events-dlq".into(),
-            workers: 1,
-            commit_interval_ms: 1_000,
-            commit_every: 1_000,
-            pause_after_ms: 500,
-            revoke_timeout_ms: 10_000,
-            connect_timeout_ms: 10_000,
-            window_limit: sluicegate_kafka_io::KafkaSource::DEFAULT_WINDOW_LIMIT,
+            group: defaults::GROUP.into(),
+            input_topic: defaults::INPUT_TOPIC.into(),
+            output_topic: defaults::OUTPUT_TOPIC.into(),
+            dead_letter_topic: defaults::DEAD_LETTER_TOPIC.into(),
+            workers: defaults::WORKERS,
+            commit_interval_ms: defaults::COMMIT_INTERVAL_MS,
+            commit_every: defaults::COMMIT_EVERY,
+            pause_after_ms: defaults::PAUSE_AFTER_MS,
+            revoke_timeout_ms: defaults::REVOKE_TIMEOUT_MS,
+            connect_timeout_ms: defaults::CONNECT_TIMEOUT_MS,
+            window_limit: defaults::WINDOW_LIMIT,
             exactly_once: false,
             transactional_id: String::new(),
             properties: BTreeMap::new(),
@@ -183,9 +185,9 @@ impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             url: None,
-            table: "events".into(),
-            batch: 500,
-            batch_wait_ms: 50,
+            table: defaults::TABLE.into(),
+            batch: defaults::STORE_BATCH,
+            batch_wait_ms: defaults::STORE_BATCH_WAIT_MS,
             offsets: false,
             retry_delays: Vec::new(),
         }
@@ -246,7 +248,7 @@ impl Default for ValidateSettings {
         ValidateSettings {
             schema: None,
             formats: false,
-            max_payload_bytes: crate::generate::MAX_PAYLOAD_BYTES,
+            max_payload_bytes: defaults::MAX_PAYLOAD_BYTES,
         }
     }
 }
@@ -272,8 +274,12 @@ pub struct TransformSettings {
 impl Default for TransformSettings {
     fn default() -> Self {
         TransformSettings {
-            pseudonymise: vec!["email".into()],
-            cents: "amount".into(),
+            pseudonymise: defaults::PSEUDONYMISE
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect(),
+            cents: defaults::CENTS.into(),
             cents_field: String::new(),
         }
     }
@@ -358,16 +364,16 @@ impl StageSettings {
     fn with(capacity: usize, workers: usize) -> Self {
         StageSettings {
             capacity,
-            overflow: OverflowSetting::Block,
+            overflow: OverflowSetting::default(),
             workers,
-            order: OrderSetting::Unordered,
+            order: OrderSetting::default(),
         }
     }
 }
 
 impl Default for StageSettings {
     fn default() -> Self {
-        StageSettings::with(256, 1)
+        StageSettings::with(defaults::DECODE_CAPACITY, defaults::STAGE_WORKERS)
     }
 }
 
@@ -393,15 +399,20 @@ pub struct StagesSettings {
 
 impl Default for StagesSettings {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         StagesSettings {
-            decode: StageSettings::with(256, 1),
-            validate: StageSettings::with(256, 1),
+            decode: StageSettings::with(defaults::DECODE_CAPACITY, defaults::STAGE_WORKERS),
+            validate: StageSettings::with(defaults::VALIDATE_CAPACITY, defaults::STAGE_WORKERS),
             // Batches of up to half the capacity go to the blocking pool.
-            transform: StageSettings::with(512, cores),
-            store: StageSettings::with(2_000, 1),
-            produce: StageSettings::with(2_048, 1_024),
-            dead_letters: StageSettings::with(256, 64),
+            transform: StageSettings::with(
+                defaults::TRANSFORM_CAPACITY,
+                defaults::transform_workers(),
+            ),
+            store: StageSettings::with(defaults::STORE_CAPACITY, defaults::STAGE_WORKERS),
+            produce: StageSettings::with(defaults::PRODUCE_CAPACITY, defaults::PRODUCE_IN_FLIGHT),
+            dead_letters: StageSettings::with(
+                defaults::DEAD_LETTERS_CAPACITY,
+                defaults::DEAD_LETTERS_IN_FLIGHT,
+            ),
         }
     }
 }
@@ -421,9 +432,9 @@ pub struct EmbeddedSettings {
 impl Default for EmbeddedSettings {
     fn default() -> Self {
         EmbeddedSettings {
-            records: 100_000,
-            partitions: 8,
-            malformed: 0.02,
+            records: defaults::RECORDS,
+            partitions: defaults::PARTITIONS,
+            malformed: defaults::MALFORMED,
         }
     }
 }
@@ -454,10 +465,10 @@ pub struct RunSettings {
 impl Default for RunSettings {
     fn default() -> Self {
         RunSettings {
-            http: "127.0.0.1:9898".into(),
-            drain_timeout_s: 30,
+            http: defaults::HTTP.into(),
+            drain_timeout_s: defaults::DRAIN_TIMEOUT_S,
             until_caught_up: false,
-            hash_rounds: 16,
+            hash_rounds: defaults::HASH_ROUNDS,
             panic_on_id_suffix: String::new(),
             fault_hold_transaction_ms: 0,
         }
