@@ -2,10 +2,9 @@
 
 use std::io::IsTerminal;
 
-use sluicegate_runner::app::{self, RunOptions};
-use sluicegate_runner::cli::{Cli, Command, LogFormat};
-use sluicegate_runner::exit;
-use sluicegate_runner::runner::LiveView;
+use sluicegate_runner::app;
+use sluicegate_runner::app::cli::{Cli, Command, LogFormat};
+use sluicegate_runner::host::exit;
 
 /// mimalloc instead of glibc's malloc: records are allocated on one thread
 /// and freed on another (the consumer thread, the runtime's workers, the
@@ -59,23 +58,9 @@ fn main() {
                 let settings = args
                     .settings()
                     .map_err(|e| app::AppError::Config(e.to_string()))?;
-                let live_view = if args.quiet {
-                    LiveView::Off
-                } else if args.live {
-                    LiveView::Force
-                } else {
-                    LiveView::Auto
-                };
-                app::run(
-                    settings,
-                    RunOptions {
-                        live_view,
-                        summary_file: args.summary_file.clone(),
-                    },
-                )
-                .await
+                app::run(settings, args.run_options()).await
             }
-            Command::Produce(args) => app::produce(args).await,
+            Command::Produce(args) => app::produce(args.options()).await,
         }
     });
     // Kafka clients and the blocking pool may still be winding down; the
@@ -100,7 +85,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(sluicegate_runner::view::LogWriter);
+        .with_writer(sluicegate_runner::host::view::LogWriter);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder

@@ -1,10 +1,10 @@
 //! The one table of the reference pipeline's defaults.
 //!
-//! Each default is written here once. The [settings](crate::settings)'
+//! Each default is written here once. The [settings](crate::app::settings)'
 //! `Default` impls read it, and so does the command line, whose `--help`
 //! shows each value through clap's `default_value_t` / `default_value`
 //! (a flag left out still lets the `--config` file decide: see
-//! [`RunArgs::settings`](crate::cli::RunArgs::settings)).
+//! [`RunArgs::settings`](crate::app::cli::RunArgs::settings)).
 //!
 //! Some defaults are not one value and are described in words where they
 //! apply: the store (SQLite at
@@ -15,7 +15,7 @@
 
 use sluicegate_kafka_io::KafkaSource;
 
-use crate::runner::RunnerOptions;
+use crate::host::RunnerOptions;
 
 // [kafka]
 
@@ -54,8 +54,8 @@ pub const STORE_BATCH_WAIT_MS: u64 = 50;
 // [validate]
 
 /// `validate.max_payload_bytes`, `--max-payload-bytes`: room for the
-/// generated records ([`generate::MAX_PAYLOAD_BYTES`](crate::generate::MAX_PAYLOAD_BYTES)).
-pub const MAX_PAYLOAD_BYTES: usize = crate::generate::MAX_PAYLOAD_BYTES;
+/// generated records ([`generate::MAX_PAYLOAD_BYTES`](crate::app::generate::MAX_PAYLOAD_BYTES)).
+pub const MAX_PAYLOAD_BYTES: usize = crate::app::generate::MAX_PAYLOAD_BYTES;
 
 // [transform]
 

@@ -59,9 +59,9 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 use sluicegate_core::{Metrics, Snapshot};
 
-use crate::frontier::Frontier;
-pub use crate::phase::Phase;
-use crate::rate::Period;
+use crate::host::frontier::Frontier;
+pub use crate::host::phase::Phase;
+use crate::host::rate::Period;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -180,7 +180,7 @@ impl StatusBoard {
 
     /// Shows the commit frontier of the graph's Kafka sources: under
     /// `"kafka"` in `/status` ([`Frontier::status`]), as
-    /// `sluicegate_kafka_*` series in `/metrics` ([`crate::frontier::prometheus`]),
+    /// `sluicegate_kafka_*` series in `/metrics` ([`crate::host::frontier::prometheus`]),
     /// and as a table on the page. Replaces an earlier one.
     pub fn set_frontier(&self, frontier: Frontier) {
         *lock(&self.inner.frontier) = Some(frontier);
@@ -306,7 +306,7 @@ impl StatusBoard {
     /// The text `/metrics` returns: [`Snapshot::to_prometheus`] followed by
     /// `sluicegate_phase{graph,phase}` (1 for the current phase, 0 for the
     /// others), `sluicegate_uptime_seconds{graph}`, the commit frontier
-    /// of the Kafka sources, if any ([`crate::frontier::prometheus`]), and
+    /// of the Kafka sources, if any ([`crate::host::frontier::prometheus`]), and
     /// the text of [`set_extra_metrics`](Self::set_extra_metrics), if any.
     pub fn prometheus(&self) -> String {
         let snapshot = self.inner.metrics.snapshot();

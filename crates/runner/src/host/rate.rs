@@ -1,8 +1,8 @@
 //! Rates over a period: records per second and the busy / blocked / idle
 //! split of each node, between two snapshots of the graph's metrics.
 //!
-//! The status server ([`http`](crate::http)) and the live view
-//! ([`view`](crate::view)) both show these figures; a [`Period`] computes
+//! The status server ([`http`](crate::host::http)) and the live view
+//! ([`view`](crate::host::view)) both show these figures; a [`Period`] computes
 //! them once, the same way for both.
 //!
 //! ```

@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Produc
 use rdkafka::{Offset, TopicPartitionList};
 use sluicegate_kafka_io::KafkaIoError;
 
-use crate::generate;
+use crate::app::generate;
 
 /// librdkafka's mock cluster, in this process, with the pipeline's topics.
 /// It lives as long as this value.

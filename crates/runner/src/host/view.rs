@@ -35,8 +35,8 @@ use sluicegate_kafka_io::PartitionLag;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::frontier::{Counters, Frontier};
-use crate::rate::{Period, StageFigures};
+use crate::host::frontier::{Counters, Frontier};
+use crate::host::rate::{Period, StageFigures};
 
 /// Cells in a mailbox bar.
 const BAR: usize = 10;

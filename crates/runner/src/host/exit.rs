@@ -2,7 +2,7 @@
 //! `sluicegate` binary's errors map to these; only the binary's `main`
 //! ends the process with one.
 //!
-//! [`Outcome::exit_code`]: crate::Outcome::exit_code
+//! [`Outcome::exit_code`]: crate::host::Outcome::exit_code
 
 /// Everything finished, drained and committed.
 pub const OK: i32 = 0;

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::defaults;
-use crate::settings::{OrderSetting, OverflowSetting, Settings, SettingsError};
+use crate::app::defaults;
+use crate::app::settings::{OrderSetting, OverflowSetting, Settings, SettingsError};
+use crate::app::{ProduceOptions, RunOptions};
+use crate::host::LiveView;
 
-pub use crate::exit;
+pub use crate::host::exit;
 
 /// Async stream pipelines that never accept work faster than they can finish it.
 #[derive(Debug, Parser)]
@@ -305,7 +307,36 @@ pub struct RunArgs {
     given: std::collections::BTreeSet<String>,
 }
 
+impl ProduceArgs {
+    /// What `sluicegate produce` was told, for [`produce`](crate::app::produce).
+    pub fn options(&self) -> ProduceOptions {
+        ProduceOptions {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            records: self.records,
+            start: self.start,
+            malformed: self.malformed,
+        }
+    }
+}
+
 impl RunArgs {
+    /// The options of [`run`](crate::app::run) that are not settings: the
+    /// live view (`--quiet`, `--live`) and the summary file.
+    pub fn run_options(&self) -> RunOptions {
+        let live_view = if self.quiet {
+            LiveView::Off
+        } else if self.live {
+            LiveView::Force
+        } else {
+            LiveView::Auto
+        };
+        RunOptions {
+            live_view,
+            summary_file: self.summary_file.clone(),
+        }
+    }
+
     /// Whether the flag of field `id` was given, on the command line or by
     /// its environment variable (not left at its default).
     fn given(&self, id: &str) -> bool {

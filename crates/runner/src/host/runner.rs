@@ -8,11 +8,11 @@ use sluicegate_core::{CancellationToken, Graph, GraphError, Report};
 
 use sluicegate_kafka_io::KafkaSourceHandle;
 
-use crate::exit;
-use crate::frontier::Frontier;
-use crate::http::{self, StatusBoard};
-use crate::phase::Phase;
-use crate::view;
+use crate::host::exit;
+use crate::host::frontier::Frontier;
+use crate::host::http::{self, StatusBoard};
+use crate::host::phase::Phase;
+use crate::host::view;
 
 /// When to draw the live view on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -191,7 +191,7 @@ impl Runner {
 
     /// Extra Prometheus text for `/metrics` (counters of your own), computed
     /// at each request from the graph's name; see
-    /// [`StatusBoard::set_extra_metrics`](crate::http::StatusBoard::set_extra_metrics).
+    /// [`StatusBoard::set_extra_metrics`](crate::host::http::StatusBoard::set_extra_metrics).
     pub fn extra_metrics(mut self, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         self.extra_metrics = Some(std::sync::Arc::new(f));
         self

@@ -1,7 +1,7 @@
 //! Everything the reference pipeline can be told, with its defaults.
 //!
 //! Settings come from three places, strongest first: a flag (or its
-//! environment variable, see [`cli`](crate::cli)), a key in the optional TOML
+//! environment variable, see [`cli`](crate::app::cli)), a key in the optional TOML
 //! file given with `--config`, and the defaults below. The TOML file mirrors
 //! the struct; every key is optional:
 //!
@@ -59,7 +59,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sluicegate_core::{Order, Overflow};
 
-use crate::defaults;
+use crate::app::defaults;
 
 /// All settings of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

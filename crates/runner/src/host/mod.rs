@@ -1,0 +1,24 @@
+//! The host: runs any graph composed in code with the binary's plumbing,
+//! and needs nothing of the binary's command line or settings.
+//!
+//! - [`Runner`] ([`runner`]): signal handling with a bounded drain, the
+//!   status server, the live view, and the [`Outcome`] whose
+//!   [`exit_code`](Outcome::exit_code) the caller exits with ([`exit`]).
+//! - [`http`]: the HTTP status server (`/metrics`, `/status`, `/health`
+//!   and a live graph page).
+//! - [`view`]: the live terminal view.
+//! - [`frontier`]: the commit frontier of the graph's Kafka sources.
+//! - [`phase`]: the lifecycle the status server reports; [`rate`]: rates
+//!   and the busy / blocked / idle split over a period, for the server
+//!   and the view.
+
+pub mod exit;
+pub mod frontier;
+pub mod http;
+pub mod phase;
+pub mod rate;
+pub mod runner;
+pub mod view;
+
+pub use phase::Phase;
+pub use runner::{LiveView, Outcome, RunError, Runner, RunnerOptions, Stopped};
