@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 use sluicegate_stages::validate::SchemaValidator;
 
-use crate::host::http::escape_label;
+use crate::host::label::escape_label;
 
 /// The `"validation"` member of `/status` (under `"extra"`):
 ///

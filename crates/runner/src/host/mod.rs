@@ -15,10 +15,14 @@
 pub mod exit;
 pub mod frontier;
 pub mod http;
+pub(crate) mod label;
+mod outcome;
 pub mod phase;
 pub mod rate;
 pub mod runner;
+mod signals;
 pub mod view;
 
+pub use outcome::{Outcome, Stopped};
 pub use phase::Phase;
-pub use runner::{LiveView, Outcome, RunError, Runner, RunnerOptions, Stopped};
+pub use runner::{LiveView, RunError, Runner, RunnerOptions};

@@ -8,10 +8,11 @@ use sluicegate_core::{CancellationToken, Graph, GraphError, Report};
 
 use sluicegate_kafka_io::KafkaSourceHandle;
 
-use crate::host::exit;
 use crate::host::frontier::Frontier;
 use crate::host::http::{self, StatusBoard};
+pub use crate::host::outcome::{Outcome, Stopped};
 use crate::host::phase::Phase;
+use crate::host::signals::Signals;
 use crate::host::view;
 
 /// When to draw the live view on stderr.
@@ -53,45 +54,6 @@ impl Default for RunnerOptions {
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             live_view: LiveView::Auto,
             handle_signals: true,
-        }
-    }
-}
-
-/// Why the graph stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stopped {
-    /// Its sources ended (or a fatal error stopped it).
-    Finished,
-    /// The caller's stop condition completed.
-    Condition,
-    /// A signal, by name.
-    Signal(&'static str),
-    /// A further signal, by name, while the graph drained after a first
-    /// one: the drain was abandoned (what was still in the graph is read
-    /// again at the next start; it is never committed).
-    Forced(&'static str),
-}
-
-/// How a hosted run ended.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The graph's report.
-    pub report: Report,
-    /// Why it stopped.
-    pub stopped: Stopped,
-}
-
-impl Outcome {
-    /// The process exit code: [`exit::FORCED`] when a second signal ended
-    /// the drain, [`exit::OK`] when the graph drained with no fatal error
-    /// and nothing abandoned, else [`exit::FAILED`].
-    pub fn exit_code(&self) -> i32 {
-        if matches!(self.stopped, Stopped::Forced(_)) {
-            exit::FORCED
-        } else if self.report.is_clean() {
-            exit::OK
-        } else {
-            exit::FAILED
         }
     }
 }
@@ -342,63 +304,5 @@ fn describe(report: &Report) -> String {
         format!("did not drain; {} records abandoned", report.abandoned)
     } else {
         "stopped".into()
-    }
-}
-
-/// SIGINT and SIGTERM, or nothing when signal handling is off.
-struct Signals {
-    #[cfg(unix)]
-    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-    #[cfg(not(unix))]
-    enabled: bool,
-}
-
-impl Signals {
-    fn install(enabled: bool) -> Signals {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let streams = if enabled {
-                match (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) {
-                    (Ok(int), Ok(term)) => Some((int, term)),
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::warn!(error = %e, "cannot handle SIGINT/SIGTERM; they will end the process without a drain");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            Signals { streams }
-        }
-        #[cfg(not(unix))]
-        {
-            Signals { enabled }
-        }
-    }
-
-    /// The next signal's name; never returns when handling is off.
-    async fn next(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            match &mut self.streams {
-                Some((int, term)) => tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                },
-                None => std::future::pending().await,
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            if !self.enabled {
-                return std::future::pending().await;
-            }
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
-        }
     }
 }
