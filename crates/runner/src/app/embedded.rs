@@ -230,17 +230,7 @@ impl CatchUp {
             tpl.add_partition(&self.topic, p);
         }
         let committed = self.consumer.committed_offsets(tpl, timeout)?;
-        let mut remaining = 0;
-        for (&p, &target) in &self.targets {
-            let at = committed
-                .find_partition(&self.topic, p)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            remaining += (target - at).max(0);
-        }
+        let mut remaining = behind(&committed, &self.topic, &self.targets);
         if remaining > 0 {
             return Ok(remaining);
         }
@@ -260,16 +250,7 @@ impl CatchUp {
                 tpl.add_partition(topic, p);
             }
             let committed = r.consumer.committed_offsets(tpl, timeout)?;
-            for (&p, &end) in &ends {
-                let at = committed
-                    .find_partition(topic, p)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                remaining += (end - at).max(0);
-            }
+            remaining += behind(&committed, topic, &ends);
             if remaining > 0 {
                 return Ok(remaining);
             }
@@ -281,4 +262,23 @@ impl CatchUp {
     pub fn total(&self) -> i64 {
         self.targets.values().sum()
     }
+}
+
+/// How many records the `committed` offsets of `topic` are behind the
+/// `targets` (per partition), summed; a partition with nothing committed
+/// is behind by its whole target.
+fn behind(committed: &TopicPartitionList, topic: &str, targets: &BTreeMap<i32, i64>) -> i64 {
+    targets
+        .iter()
+        .map(|(&p, &target)| {
+            let at = committed
+                .find_partition(topic, p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            (target - at).max(0)
+        })
+        .sum()
 }

@@ -13,9 +13,9 @@
 //!   and the view.
 
 pub mod exit;
+pub(crate) mod exposition;
 pub mod frontier;
 pub mod http;
-pub(crate) mod label;
 mod outcome;
 pub mod phase;
 pub mod rate;

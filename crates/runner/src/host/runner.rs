@@ -15,6 +15,9 @@ use crate::host::phase::Phase;
 use crate::host::signals::Signals;
 use crate::host::view;
 
+/// How often the live view redraws.
+const LIVE_VIEW_EVERY: Duration = Duration::from_secs(1);
+
 /// When to draw the live view on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LiveView {
@@ -203,23 +206,15 @@ impl Runner {
             }
             None => None,
         };
-        let live = match self.options.live_view {
-            LiveView::Off => None,
-            LiveView::Auto => Some(view::spawn(
+        let live = (self.options.live_view != LiveView::Off).then(|| {
+            view::spawn(
                 metrics,
                 self.frontier.clone(),
-                Duration::from_secs(1),
-                false,
+                LIVE_VIEW_EVERY,
+                self.options.live_view == LiveView::Force,
                 quit.clone(),
-            )),
-            LiveView::Force => Some(view::spawn(
-                metrics,
-                self.frontier.clone(),
-                Duration::from_secs(1),
-                true,
-                quit.clone(),
-            )),
-        };
+            )
+        });
 
         // Installed before anything can stop, so no signal slips between
         // the first and the second.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use sluicegate_kafka_io::{PartitionLag, PauseReason};
 
 use super::Counters;
-use crate::host::label::escape_label;
+use crate::host::exposition::{escape_label, family};
 
 /// Prometheus text (format 0.0.4) for the commit frontier of `partitions`
 /// and the `counters`, labelled with `graph`:
@@ -97,8 +97,12 @@ pub fn prometheus(graph: &str, partitions: &[PartitionLag], counters: &Counters)
         )
     };
     for (name, help, get) in gauges {
-        let _ = writeln!(out, "# HELP sluicegate_kafka_partition_{name} {help}");
-        let _ = writeln!(out, "# TYPE sluicegate_kafka_partition_{name} gauge");
+        family(
+            &mut out,
+            &format!("sluicegate_kafka_partition_{name}"),
+            "gauge",
+            help,
+        );
         for p in partitions {
             if let Some(v) = get(p) {
                 let _ = writeln!(
@@ -109,11 +113,12 @@ pub fn prometheus(graph: &str, partitions: &[PartitionLag], counters: &Counters)
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_kafka_partition_paused Whether the partition is paused (not fetched), by reason."
+    family(
+        &mut out,
+        "sluicegate_kafka_partition_paused",
+        "gauge",
+        "Whether the partition is paused (not fetched), by reason.",
     );
-    let _ = writeln!(out, "# TYPE sluicegate_kafka_partition_paused gauge");
     for p in partitions {
         let (full, window) = match p.paused {
             None => (false, false),
@@ -130,13 +135,11 @@ pub fn prometheus(graph: &str, partitions: &[PartitionLag], counters: &Counters)
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_kafka_partition_window_pauses_total Times the window limit paused the partition since it was assigned."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE sluicegate_kafka_partition_window_pauses_total counter"
+    family(
+        &mut out,
+        "sluicegate_kafka_partition_window_pauses_total",
+        "counter",
+        "Times the window limit paused the partition since it was assigned.",
     );
     for p in partitions {
         let _ = writeln!(
@@ -170,18 +173,23 @@ pub fn prometheus(graph: &str, partitions: &[PartitionLag], counters: &Counters)
         ),
     ];
     for (name, help, value) in totals {
-        let _ = writeln!(out, "# HELP sluicegate_kafka_{name}_total {help}");
-        let _ = writeln!(out, "# TYPE sluicegate_kafka_{name}_total counter");
+        family(
+            &mut out,
+            &format!("sluicegate_kafka_{name}_total"),
+            "counter",
+            help,
+        );
         let _ = writeln!(
             out,
             "sluicegate_kafka_{name}_total{{graph=\"{g}\"}} {value}"
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_kafka_pauses_total Pauses: of every partition on a full graph, of one partition on a full window."
+    family(
+        &mut out,
+        "sluicegate_kafka_pauses_total",
+        "counter",
+        "Pauses: of every partition on a full graph, of one partition on a full window.",
     );
-    let _ = writeln!(out, "# TYPE sluicegate_kafka_pauses_total counter");
     for (reason, value) in [
         ("graph_full", counters.graph_full_pauses),
         ("window", counters.window_pauses),

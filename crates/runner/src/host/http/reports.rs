@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::Phase;
 use super::board::{StatusBoard, lock};
-use crate::host::label::escape_label;
+use crate::host::exposition::{escape_label, family};
 
 impl StatusBoard {
     /// The JSON document `/status` returns:
@@ -79,11 +79,12 @@ impl StatusBoard {
         let mut out = snapshot.to_prometheus();
         let g = escape_label(&snapshot.graph);
         let current = self.phase().name();
-        let _ = writeln!(
-            out,
-            "# HELP sluicegate_phase The runner's lifecycle phase (1 for the current one)."
+        family(
+            &mut out,
+            "sluicegate_phase",
+            "gauge",
+            "The runner's lifecycle phase (1 for the current one).",
         );
-        let _ = writeln!(out, "# TYPE sluicegate_phase gauge");
         for name in Phase::NAMES {
             let _ = writeln!(
                 out,
@@ -91,11 +92,12 @@ impl StatusBoard {
                 u8::from(name == current)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP sluicegate_uptime_seconds Seconds since the graph started."
+        family(
+            &mut out,
+            "sluicegate_uptime_seconds",
+            "gauge",
+            "Seconds since the graph started.",
         );
-        let _ = writeln!(out, "# TYPE sluicegate_uptime_seconds gauge");
         let _ = writeln!(
             out,
             "sluicegate_uptime_seconds{{graph=\"{g}\"}} {}",
