@@ -19,6 +19,7 @@
 //! The pipeline itself ([`pipeline`](crate::pipeline),
 //! [`transform`](crate::transform)) sits beside this module.
 
+mod catch_up;
 pub mod cli;
 pub mod defaults;
 pub mod embedded;
