@@ -1,7 +1,7 @@
 //! The command line's flags over the file and the defaults.
 
 use super::*;
-use crate::app::settings::Settings;
+use crate::app::settings::{OverflowSetting, Settings};
 
 fn run_args(args: &[&str]) -> RunArgs {
     let argv = ["sluicegate", "run"].iter().chain(args);
@@ -56,4 +56,28 @@ fn pseudonymise_alone_clears_the_list() {
         .settings()
         .expect("valid");
     assert_eq!(s.transform.pseudonymise, vec!["email", "name"]);
+}
+
+#[test]
+fn flags_given_are_applied() {
+    let s = run_args(&[
+        "--hash-rounds",
+        "3000",
+        "--transform-workers",
+        "1",
+        "--overflow",
+        "drop-newest",
+        "--input-topic",
+        "orders",
+        "--http",
+        "off",
+    ])
+    .settings()
+    .expect("valid");
+    assert_eq!(s.run.hash_rounds, 3000);
+    assert_eq!(s.stages.transform.workers, 1);
+    assert_eq!(s.stages.decode.overflow, OverflowSetting::DropNewest);
+    assert_eq!(s.stages.dead_letters.overflow, OverflowSetting::DropNewest);
+    assert_eq!(s.kafka.input_topic, "orders");
+    assert_eq!(s.run.http, "off");
 }
