@@ -16,6 +16,9 @@
 //!   hop to the blocking pool); [`cli`], [`settings`] and [`defaults`]
 //!   are what it can be told.
 //!
+//! The `app` feature (on by default) brings the application; without it
+//! the crate is the host alone, with no command-line parser.
+//!
 //! The modules of both are also at the crate's root ([`http`],
 //! [`settings`], ...), where they were before the split.
 
@@ -25,12 +28,17 @@
 // type is large); boxing them would buy nothing on a hot path.
 #![allow(clippy::result_large_err)]
 
+#[cfg(feature = "app")]
 pub mod app;
 pub mod host;
+#[cfg(feature = "app")]
 pub mod pipeline;
+#[cfg(feature = "app")]
 pub mod transform;
 
+#[cfg(feature = "app")]
 pub use app::settings::Settings;
+#[cfg(feature = "app")]
 pub use app::{cli, defaults, embedded, generate, retries, settings, summary, validation};
 pub use host::{
     LiveView, Outcome, RunError, Runner, RunnerOptions, Stopped, exit, frontier, http, phase, rate,
