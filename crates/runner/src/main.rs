@@ -2,10 +2,9 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
-use sluicegate_runner::app::{self, RunOptions};
-use sluicegate_runner::cli::{Cli, Command, LogFormat, exit};
-use sluicegate_runner::runner::LiveView;
+use sluicegate_runner::app;
+use sluicegate_runner::app::cli::{Cli, Command, LogFormat};
+use sluicegate_runner::host::exit;
 
 /// mimalloc instead of glibc's malloc: records are allocated on one thread
 /// and freed on another (the consumer thread, the runtime's workers, the
@@ -15,7 +14,7 @@ use sluicegate_runner::runner::LiveView;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with code 0; mistakes to stderr with 2.
@@ -59,23 +58,9 @@ fn main() {
                 let settings = args
                     .settings()
                     .map_err(|e| app::AppError::Config(e.to_string()))?;
-                let live_view = if args.quiet {
-                    LiveView::Off
-                } else if args.live {
-                    LiveView::Force
-                } else {
-                    LiveView::Auto
-                };
-                app::run(
-                    settings,
-                    RunOptions {
-                        live_view,
-                        summary_file: args.summary_file.clone(),
-                    },
-                )
-                .await
+                app::run(settings, args.run_options()).await
             }
-            Command::Produce(args) => app::produce(args).await,
+            Command::Produce(args) => app::produce(args.options()).await,
         }
     });
     // Kafka clients and the blocking pool may still be winding down; the
@@ -100,7 +85,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(sluicegate_runner::view::LogWriter);
+        .with_writer(sluicegate_runner::host::view::LogWriter);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder

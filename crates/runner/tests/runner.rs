@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sluicegate_core::testing::{AckLog, Gate, GatedSink, within};
 use sluicegate_core::{BoxError, Envelope, Graph, Source, SourceContext, StageSpec};
-use sluicegate_runner::cli::exit;
+use sluicegate_runner::exit;
 use sluicegate_runner::{LiveView, Runner, RunnerOptions, Stopped};
 
 /// Emits `0..n`, then waits for shutdown and says it saw it.

@@ -8,10 +8,15 @@ use sluicegate_core::{CancellationToken, Graph, GraphError, Report};
 
 use sluicegate_kafka_io::KafkaSourceHandle;
 
-use crate::cli::exit;
-use crate::frontier::Frontier;
-use crate::http::{self, Phase, StatusBoard};
-use crate::view;
+use crate::host::frontier::Frontier;
+use crate::host::http::{self, StatusBoard};
+pub use crate::host::outcome::{Outcome, Stopped};
+use crate::host::phase::Phase;
+use crate::host::signals::Signals;
+use crate::host::view;
+
+/// How often the live view redraws.
+const LIVE_VIEW_EVERY: Duration = Duration::from_secs(1);
 
 /// When to draw the live view on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,52 +45,18 @@ pub struct RunnerOptions {
     pub handle_signals: bool,
 }
 
+impl RunnerOptions {
+    /// The default [`drain_timeout`](Self::drain_timeout): 30 s.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
 impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
             http: None,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             live_view: LiveView::Auto,
             handle_signals: true,
-        }
-    }
-}
-
-/// Why the graph stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stopped {
-    /// Its sources ended (or a fatal error stopped it).
-    Finished,
-    /// The caller's stop condition completed.
-    Condition,
-    /// A signal, by name.
-    Signal(&'static str),
-    /// A further signal, by name, while the graph drained after a first
-    /// one: the drain was abandoned (what was still in the graph is read
-    /// again at the next start; it is never committed).
-    Forced(&'static str),
-}
-
-/// How a hosted run ended.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The graph's report.
-    pub report: Report,
-    /// Why it stopped.
-    pub stopped: Stopped,
-}
-
-impl Outcome {
-    /// The process exit code: [`exit::FORCED`] when a second signal ended
-    /// the drain, [`exit::OK`] when the graph drained with no fatal error
-    /// and nothing abandoned, else [`exit::FAILED`].
-    pub fn exit_code(&self) -> i32 {
-        if matches!(self.stopped, Stopped::Forced(_)) {
-            exit::FORCED
-        } else if self.report.is_clean() {
-            exit::OK
-        } else {
-            exit::FAILED
         }
     }
 }
@@ -185,7 +156,7 @@ impl Runner {
 
     /// Extra Prometheus text for `/metrics` (counters of your own), computed
     /// at each request from the graph's name; see
-    /// [`StatusBoard::set_extra_metrics`](crate::http::StatusBoard::set_extra_metrics).
+    /// [`StatusBoard::set_extra_metrics`](crate::host::http::StatusBoard::set_extra_metrics).
     pub fn extra_metrics(mut self, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         self.extra_metrics = Some(std::sync::Arc::new(f));
         self
@@ -235,23 +206,15 @@ impl Runner {
             }
             None => None,
         };
-        let live = match self.options.live_view {
-            LiveView::Off => None,
-            LiveView::Auto => Some(view::spawn(
+        let live = (self.options.live_view != LiveView::Off).then(|| {
+            view::spawn(
                 metrics,
                 self.frontier.clone(),
-                Duration::from_secs(1),
-                false,
+                LIVE_VIEW_EVERY,
+                self.options.live_view == LiveView::Force,
                 quit.clone(),
-            )),
-            LiveView::Force => Some(view::spawn(
-                metrics,
-                self.frontier.clone(),
-                Duration::from_secs(1),
-                true,
-                quit.clone(),
-            )),
-        };
+            )
+        });
 
         // Installed before anything can stop, so no signal slips between
         // the first and the second.
@@ -336,63 +299,5 @@ fn describe(report: &Report) -> String {
         format!("did not drain; {} records abandoned", report.abandoned)
     } else {
         "stopped".into()
-    }
-}
-
-/// SIGINT and SIGTERM, or nothing when signal handling is off.
-struct Signals {
-    #[cfg(unix)]
-    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-    #[cfg(not(unix))]
-    enabled: bool,
-}
-
-impl Signals {
-    fn install(enabled: bool) -> Signals {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let streams = if enabled {
-                match (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) {
-                    (Ok(int), Ok(term)) => Some((int, term)),
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::warn!(error = %e, "cannot handle SIGINT/SIGTERM; they will end the process without a drain");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            Signals { streams }
-        }
-        #[cfg(not(unix))]
-        {
-            Signals { enabled }
-        }
-    }
-
-    /// The next signal's name; never returns when handling is off.
-    async fn next(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            match &mut self.streams {
-                Some((int, term)) => tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                },
-                None => std::future::pending().await,
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            if !self.enabled {
-                return std::future::pending().await;
-            }
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
-        }
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
+use crate::host::exposition::family;
 use crate::pipeline::Retries;
 
 /// `/status`'s `retries`: per level, its topic, delay and the records sent
@@ -35,11 +36,12 @@ pub fn prometheus(r: &Retries, graph: &str) -> String {
     let g = graph.replace('\\', "\\\\").replace('"', "\\\"");
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_retry_scheduled_total Records sent to a retry topic (one per delay level) after a transient failure."
+    family(
+        &mut out,
+        "sluicegate_retry_scheduled_total",
+        "counter",
+        "Records sent to a retry topic (one per delay level) after a transient failure.",
     );
-    let _ = writeln!(out, "# TYPE sluicegate_retry_scheduled_total counter");
     for ((topic, _), n) in r.topics.levels().iter().zip(&r.stats.scheduled) {
         let _ = writeln!(
             out,
@@ -47,21 +49,23 @@ pub fn prometheus(r: &Retries, graph: &str) -> String {
             n.load(Ordering::Relaxed)
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_retry_exhausted_total Records dead-lettered after the last retry level failed too."
+    family(
+        &mut out,
+        "sluicegate_retry_exhausted_total",
+        "counter",
+        "Records dead-lettered after the last retry level failed too.",
     );
-    let _ = writeln!(out, "# TYPE sluicegate_retry_exhausted_total counter");
     let _ = writeln!(
         out,
         "sluicegate_retry_exhausted_total{{graph=\"{g}\"}} {}",
         r.stats.exhausted.load(Ordering::Relaxed)
     );
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_retry_held_total Retried records the retry consumer held until their due time, their partition paused."
+    family(
+        &mut out,
+        "sluicegate_retry_held_total",
+        "counter",
+        "Retried records the retry consumer held until their due time, their partition paused.",
     );
-    let _ = writeln!(out, "# TYPE sluicegate_retry_held_total counter");
     let _ = writeln!(
         out,
         "sluicegate_retry_held_total{{graph=\"{g}\"}} {}",

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 use sluicegate_stages::validate::SchemaValidator;
 
-use crate::http::escape_label;
+use crate::host::exposition::{escape_label, family};
 
 /// The `"validation"` member of `/status` (under `"extra"`):
 ///
@@ -45,31 +45,34 @@ pub fn prometheus(validator: &SchemaValidator, graph: &str) -> String {
     let g = escape_label(graph);
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_validation_checked_total Records the validate stage checked against the schema."
+    family(
+        &mut out,
+        "sluicegate_validation_checked_total",
+        "counter",
+        "Records the validate stage checked against the schema.",
     );
-    let _ = writeln!(out, "# TYPE sluicegate_validation_checked_total counter");
     let _ = writeln!(
         out,
         "sluicegate_validation_checked_total{{graph=\"{g}\"}} {}",
         s.checked
     );
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_validation_passed_total Records the schema accepted."
+    family(
+        &mut out,
+        "sluicegate_validation_passed_total",
+        "counter",
+        "Records the schema accepted.",
     );
-    let _ = writeln!(out, "# TYPE sluicegate_validation_passed_total counter");
     let _ = writeln!(
         out,
         "sluicegate_validation_passed_total{{graph=\"{g}\"}} {}",
         s.passed
     );
-    let _ = writeln!(
-        out,
-        "# HELP sluicegate_validation_rejected_total Records the schema rejected, by the keyword and instance path (JSON Pointer, array indices as *) of each one's first violation."
+    family(
+        &mut out,
+        "sluicegate_validation_rejected_total",
+        "counter",
+        "Records the schema rejected, by the keyword and instance path (JSON Pointer, array indices as *) of each one's first violation.",
     );
-    let _ = writeln!(out, "# TYPE sluicegate_validation_rejected_total counter");
     for (path, keywords) in &s.by_path {
         for (keyword, n) in keywords {
             let _ = writeln!(
