@@ -19,7 +19,7 @@
 //! really happened and that the retry wrote the aborted batch exactly once
 //! more. That a `read_committed` reader then skips the aborted copies is
 //! shown on Apache Kafka, through the binary: the reliability suite's
-//! exactly-once scenarios (crates/runner/tests/reliability.rs and
+//! exactly-once scenarios (tests/reliability.rs and
 //! scale_out.rs) read the output topic both ways after `kill -9`s and a
 //! rebalance.
 

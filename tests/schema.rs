@@ -58,7 +58,7 @@ const PARALLEL: usize = 6;
 fn suite_dir() -> PathBuf {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../scripts/json-schema-suite"
+        "/../scripts/json-schema-suite"
     );
     let out = Command::new(script)
         .output()

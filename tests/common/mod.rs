@@ -19,14 +19,49 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use sluicegate_runner::embedded::produce_generated;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_sluicegate");
+/// The `sluicegate` binary, built once per test process.
+///
+/// It belongs to another package (sluicegate-runner), so cargo gives these
+/// suites no `CARGO_BIN_EXE_` path for it: they ask cargo to build it (a
+/// no-op when it is up to date, as after `cargo nextest run --workspace`)
+/// and take the path cargo reports. A build that fails fails the test.
+pub fn bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                "sluicegate-runner",
+                "--bin",
+                "sluicegate",
+                "--message-format",
+                "json",
+            ])
+            .current_dir(WORKSPACE)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "cargo could not build the sluicegate binary");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|m| m["target"]["name"] == "sluicegate")
+            .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
+            .expect("cargo names the sluicegate executable it built")
+    })
+}
+
+/// The workspace's root directory (scripts, schemas).
+pub const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// Longest any one command may take before the test gives up on it.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
 /// The binary with no SLUICEGATE_* variables from the environment, no live
 /// view, no HTTP server, and only warnings logged.
 pub fn sluicegate(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     // A fresh working directory each time: a run without --store writes
     // SQLite's `sluicegate.db` there, never into the source tree or into
     // another test's file.
@@ -253,7 +288,7 @@ impl Broker {
     }
 
     fn script(&self, args: &[&str]) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-up");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-up");
         let out = Command::new(script)
             .args(args)
             .env("KAFKA_PORT", self.port.to_string())
@@ -275,7 +310,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-up");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-up");
         let _ = Command::new(script)
             .arg("--stop")
             .env("KAFKA_PORT", self.port.to_string())
@@ -631,7 +666,7 @@ pub fn witness(
     expected: usize,
 ) -> Vec<(i32, i64, BTreeMap<String, String>, String)> {
     const SEPARATOR: &str = "|#|";
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-up");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-up");
     let fetched = Command::new(script)
         .arg("--fetch")
         .output()
