@@ -16,13 +16,17 @@
 
 mod common;
 
+#[path = "../crates/stages/tests/support/json_schema_suite.rs"]
+mod json_schema_suite;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
+use json_schema_suite::{has_false, refers_to_meta_schemas, suite_dir, uses_key};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -53,29 +57,6 @@ const DEFAULT_FILES: &[&str] = &[
 /// Binaries running at once (each mostly waits on the broker; a run takes
 /// about a second).
 const PARALLEL: usize = 6;
-
-/// The suite's directory (with `tests/` and `remotes/`), fetched if needed.
-fn suite_dir() -> PathBuf {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/json-schema-suite"
-    );
-    let out = Command::new(script)
-        .output()
-        .expect("running scripts/json-schema-suite");
-    assert!(
-        out.status.success(),
-        "scripts/json-schema-suite could not fetch the JSON Schema Test Suite: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("the suite's directory")
-            .trim(),
-    )
-}
 
 /// One schema of the suite and its cases.
 struct Group {
@@ -132,36 +113,6 @@ fn groups() -> (Vec<Group>, usize) {
         }
     }
     (groups, remote)
-}
-
-/// Whether `key` is a key of some object anywhere in `v`.
-fn uses_key(v: &Value, key: &str) -> bool {
-    match v {
-        Value::Object(m) => m.contains_key(key) || m.values().any(|x| uses_key(x, key)),
-        Value::Array(a) => a.iter().any(|x| uses_key(x, key)),
-        _ => false,
-    }
-}
-
-/// Whether `v` has the boolean schema `false` anywhere.
-fn has_false(v: &Value) -> bool {
-    match v {
-        Value::Bool(false) => true,
-        Value::Object(m) => m.values().any(has_false),
-        Value::Array(a) => a.iter().any(has_false),
-        _ => false,
-    }
-}
-
-/// Whether `v` refers to the specification's own documents (meta-schemas),
-/// whose keywords can then fail too.
-fn refers_to_meta_schemas(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains("json-schema.org"),
-        Value::Object(m) => m.values().any(refers_to_meta_schemas),
-        Value::Array(a) => a.iter().any(refers_to_meta_schemas),
-        _ => false,
-    }
 }
 
 /// The path and keyword of a reason's first violation:

@@ -43,7 +43,10 @@ pub fn bin() -> &'static Path {
             .stderr(Stdio::inherit())
             .output()
             .expect("cargo runs");
-        assert!(out.status.success(), "cargo could not build the sluicegate binary");
+        assert!(
+            out.status.success(),
+            "cargo could not build the sluicegate binary"
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())

@@ -12,64 +12,14 @@
 //! validator fetches nothing, so the few other schemas that reference that
 //! server must fail to compile, with an error naming the reference.
 
-use std::path::PathBuf;
-use std::process::Command;
+#[path = "support/json_schema_suite.rs"]
+mod json_schema_suite;
 
+use std::path::PathBuf;
+
+use json_schema_suite::{has_false, refers_to_meta_schemas, suite_dir, uses_key};
 use serde_json::Value;
 use sluicegate_stages::validate::{SchemaError, SchemaValidator};
-
-/// The suite's directory (with `tests/` and `remotes/`), fetched if needed.
-pub fn suite_dir() -> PathBuf {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../scripts/json-schema-suite"
-    );
-    let out = Command::new(script)
-        .output()
-        .expect("running scripts/json-schema-suite");
-    assert!(
-        out.status.success(),
-        "scripts/json-schema-suite could not fetch the JSON Schema Test Suite: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .expect("the suite's directory")
-        .trim()
-        .to_string();
-    PathBuf::from(dir)
-}
-
-/// Whether `key` is a key of some object anywhere in `v`.
-fn uses_key(v: &Value, key: &str) -> bool {
-    match v {
-        Value::Object(m) => m.contains_key(key) || m.values().any(|x| uses_key(x, key)),
-        Value::Array(a) => a.iter().any(|x| uses_key(x, key)),
-        _ => false,
-    }
-}
-
-/// Whether `v` has the boolean schema `false` anywhere.
-fn has_false(v: &Value) -> bool {
-    match v {
-        Value::Bool(false) => true,
-        Value::Object(m) => m.values().any(has_false),
-        Value::Array(a) => a.iter().any(has_false),
-        _ => false,
-    }
-}
-
-/// Whether `v` refers to one of the specification's own documents (the
-/// meta-schemas), whose keywords can then fail too.
-fn refers_to_meta_schemas(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains("json-schema.org"),
-        Value::Object(m) => m.values().any(refers_to_meta_schemas),
-        Value::Array(a) => a.iter().any(refers_to_meta_schemas),
-        _ => false,
-    }
-}
 
 #[test]
 fn every_required_draft_2020_12_case_is_decided_as_the_suite_says() {
