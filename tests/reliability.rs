@@ -346,9 +346,9 @@ fn store_offsets_kill_9_attempts_each_row_once() {
 /// so the other tests keep theirs) is stopped for 30 s mid-run and started
 /// again with its data. The input is larger than what the consumer may
 /// prefetch, so the pipeline runs dry while the broker is down; records
-/// still in the (slowed) store when it stops finish meanwhile, and their
-/// commits fail; it resumes by itself, memory stays bounded, nothing is
-/// lost.
+/// still in the (slowed) store when it stops finish meanwhile (rows in the
+/// database), and their offsets are committed only once the broker is
+/// back; it resumes by itself, memory stays bounded, nothing is lost.
 #[test]
 fn broker_outage_then_recovery_loses_nothing() {
     let records = 20_000 * scale().min(4);
@@ -357,9 +357,9 @@ fn broker_outage_then_recovery_loses_nothing() {
     let p = Pipeline::new(&cluster, "outage", records, 0.02);
     // Each store batch takes 0.5 s (a trigger), so thousands of records the
     // output topic already took are still waiting for the store when the
-    // broker stops: they finish during the outage, and committing them must
-    // fail. (At full speed the store could finish them, and their commits
-    // succeed, while the broker is still shutting down.)
+    // broker stops: they finish during the outage, when no commit can reach
+    // the broker. (At full speed the store could finish them, and their
+    // commits succeed, while the broker is still shutting down.)
     slow_store(&p.table, 0.5);
     let (mut child, log) = p.spawn(&[
         "--hash-rounds",
@@ -391,8 +391,14 @@ fn broker_outage_then_recovery_loses_nothing() {
         "outage: stopping the broker at {} stored, {committed_before:?} committed",
         p.stored().len()
     );
+    // From here a store batch takes 2 s: what is in flight when the broker
+    // stops takes longer to finish than the broker takes to shut down, so
+    // records finish while it is down (with 0.5 s the store could drain
+    // during a slow shutdown: 3 records were left in one run).
+    set_store_delay(&p.table, 2.0);
     broker.stop();
-    println!("outage: broker stopped at {} stored", p.stored().len());
+    let stored_at_stop = p.stored().len();
+    println!("outage: broker stopped at {stored_at_stop} stored");
     let before = rss_of(child.id());
     let mut peak = before;
     let outage = Duration::from_secs(30);
@@ -409,14 +415,27 @@ fn broker_outage_then_recovery_loses_nothing() {
     let stored_during = p.stored().len();
     let during = log.text()[log_before..].to_string();
     broker.start_again();
+    set_store_delay(&p.table, 0.0);
     assert!(
         stored_during < p.to_store().len(),
         "the outage hit fetching: the pipeline ran dry with {stored_during} of {} stored",
         p.to_store().len()
     );
+    // Work finished while no commit could reach the broker: rows the
+    // database took during the outage (read from the database, not the
+    // binary's log). Their offsets must be committed after the broker is
+    // back (wait_committed_all below), and only theirs (the reconciliation).
     assert!(
-        during.contains("offset commit failed"),
-        "commits failed while the broker was down; the log meanwhile:\n{during}"
+        stored_during > stored_at_stop,
+        "records finished while the broker was down: {stored_at_stop} stored when it stopped, \
+         {stored_during} when it came back"
+    );
+    // How librdkafka reported it, for the reader: a commit that waited for
+    // the coordinator may fail (socket.timeout.ms) or wait out the outage.
+    println!(
+        "outage: {} records finished during the outage; commit failures logged meanwhile: {}",
+        stored_during - stored_at_stop,
+        during.matches("offset commit failed").count()
     );
     let after = p.committed();
     for (partition, before) in &committed_before {
@@ -686,10 +705,20 @@ fn exactly_once_kill_9_reads_each_record_once() {
 fn slow_store(table: &str, seconds: f64) {
     psql(&format!(
         "CREATE TABLE {table} (id TEXT PRIMARY KEY, topic TEXT, \"partition\" INTEGER, \"offset\" BIGINT, \
-         payload JSONB NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now());
-         CREATE OR REPLACE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$;
-         CREATE TRIGGER {table}_slow AFTER INSERT ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {table}_slow();"
+         payload JSONB NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+    ));
+    set_store_delay(table, seconds);
+    psql(&format!(
+        "CREATE TRIGGER {table}_slow AFTER INSERT ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {table}_slow();"
+    ));
+}
+
+/// Each insert statement into the slowed `table` (one store batch) takes
+/// `seconds` from now on.
+fn set_store_delay(table: &str, seconds: f64) {
+    psql(&format!(
+        "CREATE OR REPLACE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$;"
     ));
 }
 
