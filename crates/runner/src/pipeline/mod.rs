@@ -54,24 +54,26 @@
 //! each partition's order (the transform keeps input order). The output
 //! topic stays at-least-once.
 
+mod offsets;
+mod sources;
+mod stages;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
-use sluicegate_core::{BatchConfig, BatchSpec, Graph, Overflow, StageSpec, Stream, map, try_map};
-use sluicegate_core::{BoxError, CommitLedger, Origin};
+use sluicegate_core::{BatchConfig, BatchSpec, Graph, Overflow, StageSpec, Stream, map};
 use sluicegate_kafka_io::{
     DeadLetterSink, KafkaConfig, KafkaIoError, KafkaSink, KafkaSource, KafkaSourceHandle,
-    KafkaTxnSink, OffsetStore, ProducerRecord, RetryStats, RetryTopics, SinkStats, TxnStats,
-    consumer_group, headers,
+    KafkaTxnSink, ProducerRecord, RetryStats, RetryTopics, SinkStats, TxnStats,
 };
-use sluicegate_stages::codec::{Codec, Json};
 use sluicegate_stages::store::{Store, StoreError, StoreStage, StoreStats};
 use sluicegate_stages::validate::SchemaValidator;
 
 use crate::settings::{Settings, SettingsError, StageSettings};
 use crate::transform::Encoded;
+
+use offsets::Ledgers;
 
 /// Why the pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +142,7 @@ impl Produced {
 /// binary validates with when no `validate.schema` is given. The same text
 /// is in `crates/runner/schemas/event.schema.json`, a starting point for a
 /// schema of your own.
-pub const EVENT_SCHEMA: &str = include_str!("../schemas/event.schema.json");
+pub const EVENT_SCHEMA: &str = include_str!("../../schemas/event.schema.json");
 
 /// The validate stage's schema: the file `validate.schema` names, or
 /// [`EVENT_SCHEMA`], compiled.
@@ -177,6 +179,7 @@ pub fn kafka_config(settings: &Settings, brokers: &str) -> KafkaConfig {
     config
 }
 
+/// A stage with the capacity and overflow policy of its settings.
 fn spec<S: sluicegate_core::Stage>(name: &str, stage: S, s: &StageSettings) -> StageSpec<S> {
     StageSpec::new(name, stage)
         .capacity(s.capacity)
@@ -198,78 +201,11 @@ pub async fn build(
 ) -> Result<(Graph, Pipeline), PipelineError> {
     let k = &settings.kafka;
     let config = kafka_config(settings, brokers);
-    let connect = Duration::from_millis(k.connect_timeout_ms);
-    let sources = {
-        // A new group starts at the beginning of the topic: nothing already
-        // in it is skipped. A property given by the user wins.
-        let config = if k.properties.contains_key("auto.offset.reset") {
-            config.clone()
-        } else {
-            config.clone().set("auto.offset.reset", "earliest")
-        };
-        consumer_group(
-            &config,
-            &k.group,
-            &[k.input_topic.as_str()],
-            k.workers,
-            connect,
-        )
-        .await?
-    };
-    let offsets_in_store: Option<Arc<dyn OffsetStore>> = settings.store.offsets.then(|| {
-        Arc::new(StoredOffsets {
-            store: store.clone(),
-            runtime: tokio::runtime::Handle::current(),
-        }) as Arc<dyn OffsetStore>
-    });
-    let sources: Vec<KafkaSource> = sources
-        .into_iter()
-        .map(|s| {
-            let s = match &offsets_in_store {
-                Some(o) => s.offsets_in(o.clone()),
-                None => s,
-            };
-            s.commit_interval(Duration::from_millis(k.commit_interval_ms))
-                .commit_every(k.commit_every)
-                .pause_after(Duration::from_millis(k.pause_after_ms))
-                .revoke_timeout(Duration::from_millis(k.revoke_timeout_ms))
-                .keep_raw(true)
-                .window_limit(k.window_limit)
-                .transactional(k.exactly_once)
-        })
-        .collect();
+    let sources = sources::input(settings, &config, &store).await?;
     let handles: Vec<KafkaSourceHandle> = sources.iter().map(KafkaSource::handle).collect();
     let delays = settings.retry_delays().map_err(PipelineError::Config)?;
     let retry_topics = RetryTopics::new(&k.input_topic, &delays);
-    let retry_source = if retry_topics.is_empty() {
-        None
-    } else {
-        // One retry topic per level, as many partitions as the input.
-        let partitions =
-            sluicegate_kafka_io::admin::partition_count(&config, &k.input_topic, connect).await?;
-        let wanted: Vec<(String, i32)> = retry_topics
-            .topics()
-            .into_iter()
-            .map(|t| (t, partitions))
-            .collect();
-        let wanted_ref: Vec<(&str, i32)> = wanted.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-        sluicegate_kafka_io::admin::ensure_topics(&config, &wanted_ref, connect).await?;
-        Some(
-            KafkaSource::new(
-                config.clone(),
-                settings.retry_group(),
-                retry_topics.topics(),
-            )
-            .due_header(headers::RETRY_DUE)
-            .commit_interval(Duration::from_millis(k.commit_interval_ms))
-            .commit_every(k.commit_every)
-            .pause_after(Duration::from_millis(k.pause_after_ms))
-            .revoke_timeout(Duration::from_millis(k.revoke_timeout_ms))
-            .connect_timeout(connect)
-            .keep_raw(true)
-            .window_limit(k.window_limit),
-        )
-    };
+    let retry_source = sources::retry(settings, &config, &retry_topics).await?;
 
     let st = &settings.stages;
     let validator = validator(settings)?;
@@ -313,31 +249,7 @@ pub async fn build(
         Stream::merge(streams)
     };
 
-    let prepare = |input: Stream<Bytes>, prefix: &str, validator: SchemaValidator| {
-        input
-            .via(spec(
-                &format!("{prefix}decode"),
-                decode(settings.validate.max_payload_bytes),
-                &st.decode,
-            ))
-            .via(spec(&format!("{prefix}validate"), validator, &st.validate))
-            .via_batch(
-                // Whatever waits, up to half the mailbox (fewer when records
-                // are slow to hash), in one hop to the blocking pool.
-                // Results keep the input order: a
-                // transaction, or a store batch keeping the offsets,
-                // commits offsets up to the records it carries, so they
-                // must reach it in each partition's order.
-                BatchSpec::new(
-                    format!("{prefix}transform"),
-                    crate::transform::stage(hash_key(), settings),
-                    BatchConfig::new(crate::transform::batch_items(settings), Duration::ZERO),
-                )
-                .capacity(st.transform.capacity)
-                .overflow(st.transform.overflow.into()),
-            )
-    };
-    let validated = prepare(input, "", validator.clone());
+    let validated = stages::prepare(input, "", validator.clone(), settings);
     // Records back from the retry topics go through the same steps again,
     // then to the store only (their output record was produced the first
     // time).
@@ -346,7 +258,12 @@ pub async fn build(
             let handle = source.handle();
             let stream = g.source("retry", source);
             (
-                Some(prepare(stream, "retry-", validator.clone())),
+                Some(stages::prepare(
+                    stream,
+                    "retry-",
+                    validator.clone(),
+                    settings,
+                )),
                 Some(Retries {
                     topics: retry_topics,
                     source: handle,
@@ -448,85 +365,4 @@ pub async fn build(
             retry,
         },
     ))
-}
-
-/// The decode stage: JSON, refusing payloads over `max_payload` bytes
-/// unparsed.
-fn decode(max_payload: usize) -> impl sluicegate_core::Stage<In = Bytes, Out = Value> {
-    try_map(move |payload: Bytes| {
-        if payload.len() > max_payload {
-            return Err(format!(
-                "payload of {} bytes is over the limit of {max_payload} bytes",
-                payload.len()
-            ));
-        }
-        Codec::<Value>::decode(&Json, &payload).map_err(|e| e.to_string())
-    })
-}
-
-/// The pseudonymisation key: `SLUICEGATE_HASH_KEY`, or a fixed development
-/// key (pseudonyms are then only as secret as this source file).
-fn hash_key() -> Vec<u8> {
-    match std::env::var("SLUICEGATE_HASH_KEY") {
-        Ok(k) if !k.is_empty() => k.into_bytes(),
-        _ => b"sluicegate-development-key".to_vec(),
-    }
-}
-
-/// The consumers' offsets kept in the store (`store.offsets`): read at each
-/// assignment and written at the sources' commits, from the consumer
-/// threads (blocking on the runtime).
-struct StoredOffsets {
-    store: Arc<dyn Store>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl OffsetStore for StoredOffsets {
-    fn describe(&self) -> String {
-        self.store.describe()
-    }
-
-    fn load(
-        &self,
-        group: &str,
-        topic: &str,
-    ) -> Result<std::collections::BTreeMap<i32, i64>, BoxError> {
-        Ok(self
-            .runtime
-            .block_on(self.store.read_offsets(group, topic))?)
-    }
-
-    fn save(&self, group: &str, offsets: &[(String, i32, i64)]) -> Result<(), BoxError> {
-        self.runtime
-            .block_on(self.store.write_with_offsets(&[], group, offsets))?;
-        Ok(())
-    }
-}
-
-/// The commit frontier of every consumer in this process (each answers for
-/// the partitions it owns), for the store's batches.
-struct Ledgers(Vec<KafkaSourceHandle>);
-
-impl CommitLedger for Ledgers {
-    fn group(&self) -> String {
-        self.0.first().map(CommitLedger::group).unwrap_or_default()
-    }
-
-    fn offsets_with(&self, origins: &[&Origin]) -> Vec<(String, i32, i64)> {
-        self.0
-            .iter()
-            .flat_map(|h| h.offsets_with(origins))
-            .collect()
-    }
-
-    fn committed(&self, offsets: &[(String, i32, i64)]) {
-        for h in &self.0 {
-            let own: Vec<_> = offsets
-                .iter()
-                .filter(|(t, p, _)| h.owns(t, *p))
-                .cloned()
-                .collect();
-            CommitLedger::committed(h, &own);
-        }
-    }
 }
