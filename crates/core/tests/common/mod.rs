@@ -14,6 +14,16 @@ pub async fn quiesce() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// A two-worker multi-threaded runtime, for tests (proptest cases) that
+/// run graphs off `#[tokio::test]`.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A source that emits `first`, waits for the test's go, then emits `then`,
 /// then (if `hold`) stays open until shutdown.
 pub struct PhasedSource {
