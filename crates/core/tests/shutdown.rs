@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::quiesce;
+use common::{Held, start_held};
 use sluicegate_core::testing::{
     AckLog, CollectSink, Gate, GatedSink, VecSource, run_to_end, within,
 };
@@ -44,18 +44,12 @@ async fn shutdown_drains_everything_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_past_the_deadline_abandons_as_failed() {
-    let acks = AckLog::new();
-    let gate = Gate::new();
-    let sink = GatedSink::new(gate.clone());
-    let source = VecSource::new((0..1_000u64).collect(), acks.clone());
-    let emitted = source.emitted();
-    let mut g = Graph::builder("stuck");
-    g.source("src", source)
-        .via(StageSpec::new("a", sluicegate_core::map(|x: u64| x)).capacity(5))
-        .to(StageSpec::new("sink", sink.clone()).capacity(3));
-    let running = g.build().expect("valid").start().await.expect("starts");
-    within(LIMIT, "the sink to hold", gate.wait_for_waiting(1)).await;
-    quiesce().await;
+    let Held {
+        acks,
+        sink,
+        emitted,
+        running,
+    } = start_held("stuck", 5, 3, LIMIT).await;
     assert_eq!(emitted.load(Ordering::SeqCst), 8);
 
     let started = tokio::time::Instant::now();
@@ -120,18 +114,12 @@ async fn dead_letters_drain_before_the_graph_finishes() {
 /// every accepted envelope resolves as failed, none leaks, none is delivered.
 #[tokio::test(start_paused = true)]
 async fn dropping_a_running_graph_abandons_without_leaks() {
-    let acks = AckLog::new();
-    let gate = Gate::new();
-    let sink = GatedSink::new(gate.clone());
-    let source = VecSource::new((0..1_000u64).collect(), acks.clone());
-    let emitted = source.emitted();
-    let mut g = Graph::builder("dropped");
-    g.source("src", source)
-        .via(StageSpec::new("a", sluicegate_core::map(|x: u64| x)).capacity(4))
-        .to(StageSpec::new("sink", sink.clone()).capacity(2));
-    let running = g.build().expect("valid").start().await.expect("starts");
-    within(LIMIT, "the sink to hold", gate.wait_for_waiting(1)).await;
-    quiesce().await;
+    let Held {
+        acks,
+        emitted,
+        running,
+        ..
+    } = start_held("dropped", 4, 2, LIMIT).await;
     let leaked_before = sluicegate_core::ack::leaked_total();
     drop(running);
     within(
