@@ -202,9 +202,11 @@ fn stuck() -> impl sluicegate_core::Stage<In = u64, Out = u64> {
     })
 }
 
-/// source → store (fatal on 3) → stuck (never returns; room for the items
-/// before the fatal one, so the store reaches it) → sink.
-fn fatal_then_stuck(acks: &AckLog, deadline: Duration) -> sluicegate_core::Graph {
+/// Starts source → store (fatal on 3) → stuck (never returns; room for the
+/// items before the fatal one, so the store reaches it) → sink, with drain
+/// deadline `deadline`; returns the source's acknowledgements and the graph.
+async fn start_fatal_then_stuck(deadline: Duration) -> (AckLog, sluicegate_core::RunningGraph) {
+    let acks = AckLog::new();
     let mut g = Graph::builder("fatal-stuck");
     g.drain_deadline(deadline);
     g.source("src", VecSource::new((0..100u64).collect(), acks.clone()))
@@ -223,7 +225,8 @@ fn fatal_then_stuck(acks: &AckLog, deadline: Duration) -> sluicegate_core::Graph
         )
         .via(StageSpec::new("stuck", stuck()).capacity(8))
         .to(StageSpec::new("sink", CollectSink::new()));
-    g.build().expect("valid")
+    let running = g.build().expect("valid").start().await.expect("starts");
+    (acks, running)
 }
 
 fn assert_fatal_then_abandoned(report: &sluicegate_core::Report, acks: &AckLog) {
@@ -251,11 +254,7 @@ fn assert_fatal_then_abandoned(report: &sluicegate_core::Report, acks: &AckLog) 
 /// although a stage is stuck, and what it held is abandoned, not delivered.
 #[tokio::test(start_paused = true)]
 async fn a_fatal_error_starts_the_drain_deadline_in_wait() {
-    let acks = AckLog::new();
-    let running = fatal_then_stuck(&acks, Duration::from_secs(2))
-        .start()
-        .await
-        .expect("starts");
+    let (acks, running) = start_fatal_then_stuck(Duration::from_secs(2)).await;
     let started = tokio::time::Instant::now();
     let report = within(
         LIMIT,
@@ -274,11 +273,7 @@ async fn a_fatal_error_starts_the_drain_deadline_in_wait() {
 /// The same under `run_until`, whose own deadline applies.
 #[tokio::test(start_paused = true)]
 async fn a_fatal_error_starts_the_drain_deadline_in_run_until() {
-    let acks = AckLog::new();
-    let running = fatal_then_stuck(&acks, Duration::from_secs(3600))
-        .start()
-        .await
-        .expect("starts");
+    let (acks, running) = start_fatal_then_stuck(Duration::from_secs(3600)).await;
     let started = tokio::time::Instant::now();
     let report = within(
         LIMIT,
