@@ -11,6 +11,9 @@
 //! Drop policies make which items are dropped a matter of timing, so they
 //! have a property of their own: the outcome is the model's, or a drop.
 
+mod common;
+
+use common::runtime;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -227,14 +230,6 @@ async fn run(n: usize, stages: &[StageCfg], shape: Shape, with_dlq: bool) -> (Ac
     let report = within(LIMIT, "the graph to finish", running.wait()).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     (acks, report.is_clean())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Runs the graph and checks what holds whatever the policies: every input

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sluicegate_core::testing::{AckLog, CollectSink, VecSource, run_to_end, within};
+use sluicegate_core::testing::{AckLog, CollectSink, VecSource, run_to_end};
 use sluicegate_core::{
     BoxError, DeadLetter, FailureKind, Fatal, Graph, GraphError, Origin, Outcome, Outputs, Source,
     SourceContext, Stage, StageSpec, Transient, map, try_map,
@@ -51,14 +51,8 @@ async fn panic_fails_one_item_and_the_stage_continues() {
                     .concurrency(concurrency),
             )
             .to(StageSpec::new("sink", sink.clone()));
-        let graph = g.build().expect("valid");
-        let metrics = graph.metrics().clone();
-        let report = within(
-            LIMIT,
-            "the graph to finish",
-            graph.start().await.expect("starts").wait(),
-        )
-        .await;
+        let metrics = g.metrics();
+        let report = run_to_end(g, LIMIT).await;
         assert!(report.is_clean(), "{report:?}");
         let mut got = sink.items();
         got.sort_unstable();
@@ -403,13 +397,7 @@ async fn transient_failures_say_so_at_the_dead_letter_route() {
             src.via(StageSpec::new("flaky", Flaky))
                 .to(StageSpec::new("sink", sink.clone()));
         }
-        let graph = g.build().expect("valid");
-        let report = within(
-            LIMIT,
-            "the graph to finish",
-            graph.start().await.expect("starts").wait(),
-        )
-        .await;
+        let report = run_to_end(g, LIMIT).await;
         assert!(report.is_clean(), "{report:?}");
         let mut got = letters.items();
         got.sort_unstable();

@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::quiesce;
-use sluicegate_core::testing::{AckLog, CollectSink, Gate, GatedSink, VecSource, within};
+use sluicegate_core::testing::{
+    AckLog, CollectSink, Gate, GatedSink, VecSource, run_to_end, within,
+};
 use sluicegate_core::{Graph, Snapshot, StageSpec, map, then};
 
 const LIMIT: Duration = Duration::from_secs(3600);
@@ -27,16 +29,7 @@ async fn bottleneck_is_the_slow_stage() {
         .via(StageSpec::new("parse", map(|x: u64| x + 1)).capacity(4))
         .via(StageSpec::new("enrich", slow).capacity(4))
         .to(StageSpec::new("store", sink.clone()).capacity(4));
-    let graph = g.build().expect("valid");
-    let metrics = graph.metrics().clone();
-    let report = within(
-        LIMIT,
-        "the graph",
-        graph.start().await.expect("starts").wait(),
-    )
-    .await;
-    assert!(report.is_clean(), "{report:?}");
-    let snap = metrics.snapshot();
+    let snap = run_clean(g).await;
     let b = snap.bottleneck(None).expect("a bottleneck");
     assert_eq!(b.stage, "enrich", "{b:?}");
     let (_, parse_blocked, _) = snap.stage("parse").expect("parse").time_split(None);
@@ -133,7 +126,7 @@ async fn graphs_export_into_the_callers_prometheus_registry() {
             None => PrometheusCollector::new(metrics),
             Some(c) => c.with(metrics),
         });
-        run_to_end(g).await;
+        run_clean(g).await;
         acks.assert_each_once(n as i64);
     }
     registry.register_collector(Box::new(collector.expect("two graphs")));
@@ -191,17 +184,7 @@ async fn multi_threaded_stress_delivers_everything_once() {
     let odds = odds.via(StageSpec::new("odd", map(|x: u64| x)).capacity(5));
     sluicegate_core::Stream::merge(vec![evens, odds])
         .to(StageSpec::new("sink", sink.clone()).capacity(11));
-    let report = within(
-        Duration::from_secs(120),
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, Duration::from_secs(120)).await;
     assert!(report.is_clean(), "{report:?}");
     let mut got = sink.items();
     got.sort_unstable();
@@ -310,15 +293,11 @@ fn slow_sink(ms: u64) -> impl sluicegate_core::Stage<In = u64, Out = ()> {
     })
 }
 
-async fn run_to_end(g: sluicegate_core::GraphBuilder) -> Snapshot {
-    let graph = g.build().expect("valid");
-    let metrics = graph.metrics().clone();
-    let report = within(
-        LIMIT,
-        "the graph",
-        graph.start().await.expect("starts").wait(),
-    )
-    .await;
+/// Runs `g` to its end (at most [`LIMIT`]), asserts the report is clean and
+/// returns the metrics' last snapshot.
+async fn run_clean(g: sluicegate_core::GraphBuilder) -> Snapshot {
+    let metrics = g.metrics();
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     metrics.snapshot()
 }
@@ -335,7 +314,7 @@ async fn a_sequential_slow_stage_is_the_bottleneck_on_the_paused_clock() {
         .via(StageSpec::new("parse", map(|x: u64| x + 1)).capacity(4))
         .via(StageSpec::new("enrich", sleeper(1)).capacity(4))
         .to(StageSpec::new("store", CollectSink::new()).capacity(4));
-    let snap = run_to_end(g).await;
+    let snap = run_clean(g).await;
     acks.assert_each_once(200);
     let b = snap.bottleneck(None).expect("a bottleneck");
     assert_eq!(b.stage, "enrich", "{b:?}");
@@ -369,7 +348,7 @@ async fn busy_of_a_concurrent_stage_is_its_utilisation() {
         .to(StageSpec::new("wide", slow_sink(5))
             .concurrency(4)
             .capacity(4));
-    let snap = run_to_end(g).await;
+    let snap = run_clean(g).await;
     acks.assert_each_once(100);
     let (busy, blocked, idle) = snap.stage("wide").expect("wide").time_split(None);
     assert!(
@@ -403,7 +382,7 @@ async fn a_wide_sink_behind_a_saturated_stage(
         .to(StageSpec::new("produce", slow_sink(sleep_sink_ms))
             .concurrency(64)
             .capacity(128));
-    let snap = run_to_end(g).await;
+    let snap = run_clean(g).await;
     acks.assert_each_once(items as i64);
     snap
 }

@@ -3,6 +3,9 @@
 //! runtime in real time, so items really run at the same time on different
 //! threads and finish out of order.
 
+mod common;
+
+use common::runtime;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -13,14 +16,6 @@ use sluicegate_core::{Graph, Order, StageSpec, then};
 /// (key, sequence within the whole input, work: a delay in ms under the
 /// paused clock, or busy microseconds and yields in real time)
 type Item = (u8, usize, u64);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Real work of `units`: that many 20 µs spins, each followed by a yield.
 async fn work(units: u64) {

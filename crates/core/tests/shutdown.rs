@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::quiesce;
+use common::{Held, start_held};
 use sluicegate_core::testing::{
     AckLog, CollectSink, Gate, GatedSink, VecSource, run_to_end, within,
 };
@@ -44,18 +44,12 @@ async fn shutdown_drains_everything_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_past_the_deadline_abandons_as_failed() {
-    let acks = AckLog::new();
-    let gate = Gate::new();
-    let sink = GatedSink::new(gate.clone());
-    let source = VecSource::new((0..1_000u64).collect(), acks.clone());
-    let emitted = source.emitted();
-    let mut g = Graph::builder("stuck");
-    g.source("src", source)
-        .via(StageSpec::new("a", sluicegate_core::map(|x: u64| x)).capacity(5))
-        .to(StageSpec::new("sink", sink.clone()).capacity(3));
-    let running = g.build().expect("valid").start().await.expect("starts");
-    within(LIMIT, "the sink to hold", gate.wait_for_waiting(1)).await;
-    quiesce().await;
+    let Held {
+        acks,
+        sink,
+        emitted,
+        running,
+    } = start_held("stuck", 5, 3, LIMIT).await;
     assert_eq!(emitted.load(Ordering::SeqCst), 8);
 
     let started = tokio::time::Instant::now();
@@ -120,18 +114,12 @@ async fn dead_letters_drain_before_the_graph_finishes() {
 /// every accepted envelope resolves as failed, none leaks, none is delivered.
 #[tokio::test(start_paused = true)]
 async fn dropping_a_running_graph_abandons_without_leaks() {
-    let acks = AckLog::new();
-    let gate = Gate::new();
-    let sink = GatedSink::new(gate.clone());
-    let source = VecSource::new((0..1_000u64).collect(), acks.clone());
-    let emitted = source.emitted();
-    let mut g = Graph::builder("dropped");
-    g.source("src", source)
-        .via(StageSpec::new("a", sluicegate_core::map(|x: u64| x)).capacity(4))
-        .to(StageSpec::new("sink", sink.clone()).capacity(2));
-    let running = g.build().expect("valid").start().await.expect("starts");
-    within(LIMIT, "the sink to hold", gate.wait_for_waiting(1)).await;
-    quiesce().await;
+    let Held {
+        acks,
+        emitted,
+        running,
+        ..
+    } = start_held("dropped", 4, 2, LIMIT).await;
     let leaked_before = sluicegate_core::ack::leaked_total();
     drop(running);
     within(
@@ -214,9 +202,11 @@ fn stuck() -> impl sluicegate_core::Stage<In = u64, Out = u64> {
     })
 }
 
-/// source → store (fatal on 3) → stuck (never returns; room for the items
-/// before the fatal one, so the store reaches it) → sink.
-fn fatal_then_stuck(acks: &AckLog, deadline: Duration) -> sluicegate_core::Graph {
+/// Starts source → store (fatal on 3) → stuck (never returns; room for the
+/// items before the fatal one, so the store reaches it) → sink, with drain
+/// deadline `deadline`; returns the source's acknowledgements and the graph.
+async fn start_fatal_then_stuck(deadline: Duration) -> (AckLog, sluicegate_core::RunningGraph) {
+    let acks = AckLog::new();
     let mut g = Graph::builder("fatal-stuck");
     g.drain_deadline(deadline);
     g.source("src", VecSource::new((0..100u64).collect(), acks.clone()))
@@ -235,7 +225,8 @@ fn fatal_then_stuck(acks: &AckLog, deadline: Duration) -> sluicegate_core::Graph
         )
         .via(StageSpec::new("stuck", stuck()).capacity(8))
         .to(StageSpec::new("sink", CollectSink::new()));
-    g.build().expect("valid")
+    let running = g.build().expect("valid").start().await.expect("starts");
+    (acks, running)
 }
 
 fn assert_fatal_then_abandoned(report: &sluicegate_core::Report, acks: &AckLog) {
@@ -263,11 +254,7 @@ fn assert_fatal_then_abandoned(report: &sluicegate_core::Report, acks: &AckLog) 
 /// although a stage is stuck, and what it held is abandoned, not delivered.
 #[tokio::test(start_paused = true)]
 async fn a_fatal_error_starts_the_drain_deadline_in_wait() {
-    let acks = AckLog::new();
-    let running = fatal_then_stuck(&acks, Duration::from_secs(2))
-        .start()
-        .await
-        .expect("starts");
+    let (acks, running) = start_fatal_then_stuck(Duration::from_secs(2)).await;
     let started = tokio::time::Instant::now();
     let report = within(
         LIMIT,
@@ -286,11 +273,7 @@ async fn a_fatal_error_starts_the_drain_deadline_in_wait() {
 /// The same under `run_until`, whose own deadline applies.
 #[tokio::test(start_paused = true)]
 async fn a_fatal_error_starts_the_drain_deadline_in_run_until() {
-    let acks = AckLog::new();
-    let running = fatal_then_stuck(&acks, Duration::from_secs(3600))
-        .start()
-        .await
-        .expect("starts");
+    let (acks, running) = start_fatal_then_stuck(Duration::from_secs(3600)).await;
     let started = tokio::time::Instant::now();
     let report = within(
         LIMIT,

@@ -194,7 +194,7 @@ fn bincode_limit_refuses_huge_length_prefixes() {
 
 #[tokio::test]
 async fn decode_stage_fails_only_the_bad_items() {
-    use sluicegate_core::testing::{AckLog, CollectSink, VecSource, within};
+    use sluicegate_core::testing::{AckLog, CollectSink, VecSource, run_to_end};
     use sluicegate_core::{DeadLetter, Graph, StageSpec};
     use sluicegate_stages::codec::decode;
 
@@ -210,17 +210,7 @@ async fn decode_stage_fails_only_the_bad_items() {
     g.source("src", VecSource::new(input, acks.clone()))
         .via(StageSpec::new("decode", decode::<Item, _>(Json)))
         .to(StageSpec::new("sink", out.clone()));
-    let report = within(
-        std::time::Duration::from_secs(30),
-        "the decode graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, std::time::Duration::from_secs(30)).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         out.items(),

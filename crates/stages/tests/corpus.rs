@@ -15,7 +15,7 @@ use common::corpus::{self, Expect};
 use common::postgres::Postgres;
 use common::sqlite::Sqlite;
 use common::{DeadLog, LIMIT, id, unique_table};
-use sluicegate_core::testing::{AckLog, VecSource, within};
+use sluicegate_core::testing::{AckLog, VecSource, run_to_end, within};
 use sluicegate_core::{BatchConfig, BatchSpec, Graph, Outcome, StageSpec};
 use sluicegate_stages::Record;
 use sluicegate_stages::orders;
@@ -46,17 +46,7 @@ async fn run(store: Arc<impl Store + 'static>) -> Outcomes {
         StoreStage::<Record>::new(store),
         BatchConfig::new(8, Duration::from_millis(20)),
     ));
-    let report = within(
-        LIMIT,
-        "the corpus pipeline",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     Outcomes {
         acks,

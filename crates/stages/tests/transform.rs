@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{DeadLog, LIMIT};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sluicegate_core::testing::{AckLog, CollectSink, VecSource, within};
+use sluicegate_core::testing::{AckLog, CollectSink, VecSource, run_to_end};
 use sluicegate_core::{DropReason, Graph, Outcome, StageSpec};
 use sluicegate_stages::Record;
 use sluicegate_stages::transform::{
@@ -65,17 +65,7 @@ async fn a_typed_chain_filters_and_fails_items_alone() {
         .via(StageSpec::new("chain", chain))
         .via(StageSpec::new("untyped", untyped::<Priced>()))
         .to(StageSpec::new("sink", out.clone()));
-    let report = within(
-        LIMIT,
-        "the graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, LIMIT).await;
     assert!(report.is_clean(), "{report:?}");
     acks.assert_each_once(5);
     assert_eq!(
@@ -138,17 +128,7 @@ async fn enrich_and_hash_runs_on_the_blocking_pool_and_matches_the_function() {
                 .order(sluicegate_core::Order::Preserve),
         )
         .to(StageSpec::new("sink", out.clone()));
-    let report = within(
-        Duration::from_secs(60),
-        "the enrich graph",
-        g.build()
-            .expect("valid")
-            .start()
-            .await
-            .expect("starts")
-            .wait(),
-    )
-    .await;
+    let report = run_to_end(g, Duration::from_secs(60)).await;
     assert!(report.is_clean(), "{report:?}");
     acks.assert_each_once(64);
     let got = out.items();
