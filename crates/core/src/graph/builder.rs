@@ -34,6 +34,22 @@ pub(super) struct NodeEnv {
     pub(super) fatal: CancellationToken,
 }
 
+impl NodeEnv {
+    /// What a stage's driver gets: its name and metrics, and the graph's
+    /// tokens; the dead-letter route unless `use_dlq` is false (the
+    /// dead-letter stage's own failures are not re-routed).
+    fn node_cx(self, name: Arc<str>, metrics: Arc<StageMetrics>, use_dlq: bool) -> NodeCx {
+        NodeCx {
+            name,
+            metrics,
+            dlq: if use_dlq { self.dlq } else { None },
+            shutdown: self.shutdown,
+            abandon: self.abandon,
+            fatal: self.fatal,
+        }
+    }
+}
+
 pub(super) struct NodeSpec {
     pub(super) name: Arc<str>,
     pub(super) start: Option<StartFn>,
@@ -298,14 +314,7 @@ pub(super) fn push_stage_node<S: Stage>(
             async move { starter.start().await.map_err(Into::into) }.boxed()
         })),
         run: Box::new(move |env: NodeEnv| {
-            let cx = NodeCx {
-                name: run_name,
-                metrics,
-                dlq: if use_dlq { env.dlq } else { None },
-                shutdown: env.shutdown,
-                abandon: env.abandon,
-                fatal: env.fatal,
-            };
+            let cx = env.node_cx(run_name, metrics, use_dlq);
             if concurrency <= 1 {
                 driver::run_sequential(stage, rx, outlet, cx, prefetch).boxed()
             } else {
@@ -339,14 +348,7 @@ pub(super) fn push_batch_node<S: BatchStage>(
             async move { starter.start().await.map_err(Into::into) }.boxed()
         })),
         run: Box::new(move |env: NodeEnv| {
-            let cx = NodeCx {
-                name: run_name,
-                metrics,
-                dlq: env.dlq,
-                shutdown: env.shutdown,
-                abandon: env.abandon,
-                fatal: env.fatal,
-            };
+            let cx = env.node_cx(run_name, metrics, true);
             driver::run_batched(stage, rx, outlet, cx, batch).boxed()
         }),
     });

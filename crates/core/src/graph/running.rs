@@ -221,56 +221,45 @@ impl RunningGraph {
     pub(super) async fn drain(mut self, deadline: Duration, mut errors: Vec<GraphError>) -> Report {
         self.shutdown.cancel();
         let until = tokio::time::Instant::now() + deadline;
-        let mut drained = true;
-        loop {
-            match tokio::time::timeout_at(until, self.tasks.join_next_with_id()).await {
-                Ok(Some(joined)) => collect(
-                    joined,
-                    &self.names,
-                    &mut errors,
-                    &self.shutdown,
-                    &self.fatal,
-                ),
-                Ok(None) => break,
-                Err(_) => {
-                    drained = false;
-                    break;
-                }
-            }
-        }
+        let drained = self.join_until(until, &mut errors).await;
         if !drained {
             tracing::warn!(graph = %self.name, ?deadline, "drain deadline passed; abandoning what is left");
             self.abandon.cancel();
             // Nodes answer `abandon` at their next await point; a stage stuck
             // in a blocking call is aborted after a grace period.
             let grace = tokio::time::Instant::now() + ABANDON_GRACE;
-            loop {
-                match tokio::time::timeout_at(grace, self.tasks.join_next_with_id()).await {
-                    Ok(Some(joined)) => collect(
+            if !self.join_until(grace, &mut errors).await {
+                self.tasks.abort_all();
+                while let Some(joined) = self.tasks.join_next_with_id().await {
+                    collect(
                         joined,
                         &self.names,
                         &mut errors,
                         &self.shutdown,
                         &self.fatal,
-                    ),
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.tasks.abort_all();
-                        while let Some(joined) = self.tasks.join_next_with_id().await {
-                            collect(
-                                joined,
-                                &self.names,
-                                &mut errors,
-                                &self.shutdown,
-                                &self.fatal,
-                            );
-                        }
-                        break;
-                    }
+                    );
                 }
             }
         }
         self.report(drained, errors)
+    }
+
+    /// Collects the node tasks as they end, until all have or `until`
+    /// passes; whether all have.
+    async fn join_until(
+        &mut self,
+        until: tokio::time::Instant,
+        errors: &mut Vec<GraphError>,
+    ) -> bool {
+        loop {
+            match tokio::time::timeout_at(until, self.tasks.join_next_with_id()).await {
+                Ok(Some(joined)) => {
+                    collect(joined, &self.names, errors, &self.shutdown, &self.fatal);
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
     }
 
     pub(super) fn report(&self, drained: bool, errors: Vec<GraphError>) -> Report {
