@@ -117,6 +117,42 @@ impl Reply {
     }
 }
 
+/// The status server on a free loopback port, for one test.
+struct Served {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    server: sluicegate_runner::http::HttpServer,
+}
+
+impl Served {
+    async fn start(board: &StatusBoard) -> Served {
+        let shutdown = CancellationToken::new();
+        let server = serve(
+            "127.0.0.1:0".parse().expect("an address"),
+            board.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("the server binds a free port");
+        Served {
+            addr: server.local_addr(),
+            shutdown,
+            server,
+        }
+    }
+
+    /// Stops it, within 5 s.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        within(
+            Duration::from_secs(5),
+            "the HTTP server to stop",
+            self.server.stopped(),
+        )
+        .await;
+    }
+}
+
 /// A minimal HTTP/1.1 GET (one request per connection).
 async fn get(addr: SocketAddr, path: &str) -> Reply {
     within(Duration::from_secs(10), &format!("GET {path}"), async {
@@ -251,15 +287,8 @@ async fn status_server_reports_a_full_mailbox_to_http_and_the_page() {
     let board = StatusBoard::new(held.metrics.clone());
     board.set_phase(Phase::Running);
     board.set_extra(|| json!({ "answer": 42 }));
-    let shutdown = CancellationToken::new();
-    let server = serve(
-        "127.0.0.1:0".parse().expect("an address"),
-        board.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .expect("the server binds a free port");
-    let addr = server.local_addr();
+    let server = Served::start(&board).await;
+    let addr = server.addr;
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
 
     // /health
@@ -392,13 +421,7 @@ async fn status_server_reports_a_full_mailbox_to_http_and_the_page() {
         "the sink took in every record: {st}"
     );
 
-    shutdown.cancel();
-    within(
-        Duration::from_secs(5),
-        "the HTTP server to stop",
-        server.stopped(),
-    )
-    .await;
+    server.stop().await;
     assert!(
         TcpStream::connect(addr).await.is_err(),
         "{addr} still accepts connections after shutdown"
@@ -408,15 +431,8 @@ async fn status_server_reports_a_full_mailbox_to_http_and_the_page() {
 #[tokio::test]
 async fn health_is_503_with_the_error_once_failed() {
     let board = StatusBoard::new(Graph::builder("idle").metrics());
-    let shutdown = CancellationToken::new();
-    let server = serve(
-        "127.0.0.1:0".parse().expect("an address"),
-        board.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .expect("the server binds a free port");
-    let addr = server.local_addr();
+    let server = Served::start(&board).await;
+    let addr = server.addr;
 
     for (phase, code) in [
         (Phase::Starting, 200),
@@ -450,13 +466,7 @@ async fn health_is_503_with_the_error_once_failed() {
     );
     assert_eq!(get(addr, "/nowhere").await.status, 404);
 
-    shutdown.cancel();
-    within(
-        Duration::from_secs(5),
-        "the HTTP server to stop",
-        server.stopped(),
-    )
-    .await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -646,15 +656,8 @@ async fn the_commit_frontier_on_metrics_status_and_the_page() {
     let running = within(Duration::from_secs(5), "the graph to start", graph.start())
         .await
         .expect("the graph starts");
-    let shutdown = CancellationToken::new();
-    let server = serve(
-        "127.0.0.1:0".parse().expect("an address"),
-        board.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .expect("the server binds a free port");
-    let addr = server.local_addr();
+    let server = Served::start(&board).await;
+    let addr = server.addr;
 
     // Wait (real time: the consumer runs on its own thread) until the
     // frontier has settled: partition 0 at the held record, paused by its
@@ -875,13 +878,7 @@ async fn the_commit_frontier_on_metrics_status_and_the_page() {
     )
     .await;
     assert!(report.is_clean(), "{report:?}");
-    shutdown.cancel();
-    within(
-        Duration::from_secs(5),
-        "the HTTP server to stop",
-        server.stopped(),
-    )
-    .await;
+    server.stop().await;
 }
 
 /// The `<tr ...>` start tag that carries `attr`.

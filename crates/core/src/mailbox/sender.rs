@@ -214,14 +214,7 @@ impl<T> Sender<T> {
             }
             self.shared.publish_depth(&st);
         }
-        if moved > 0 {
-            self.shared
-                .stats
-                .accepted
-                .fetch_add(moved, Ordering::Relaxed);
-            self.shared.not_empty.notify_one();
-        }
-        self.shared.resolve_dropped(dropped);
+        self.shared.after_push(moved, dropped);
         Ok(release)
     }
 
@@ -254,14 +247,7 @@ impl<T> Sender<T> {
                 self.shared.publish_depth(&st);
             }
         }
-        if moved > 0 {
-            self.shared
-                .stats
-                .accepted
-                .fetch_add(moved, Ordering::Relaxed);
-            self.shared.not_empty.notify_one();
-        }
-        self.shared.resolve_dropped(dropped);
+        self.shared.after_push(moved, dropped);
         Ok(before - items.len())
     }
 

@@ -106,6 +106,17 @@ impl<T> Shared<T> {
         }
     }
 
+    /// After a push of several envelopes, outside the lock: counts the
+    /// `moved` ones and wakes the stage once, resolves those the policy
+    /// dropped.
+    pub(super) fn after_push(&self, moved: u64, dropped: Vec<Envelope<T>>) {
+        if moved > 0 {
+            self.stats.accepted.fetch_add(moved, Ordering::Relaxed);
+            self.not_empty.notify_one();
+        }
+        self.resolve_dropped(dropped);
+    }
+
     pub(super) fn resolve_dropped(&self, dropped: Vec<Envelope<T>>) {
         if dropped.is_empty() {
             return;
