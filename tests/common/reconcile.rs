@@ -210,37 +210,23 @@ impl<'a> Pipeline<'a> {
     /// table, the binary's own view does not count).
     pub fn wait_stored(&self, log: &StderrLog) {
         let want = self.to_store().len();
-        let start = Instant::now();
-        loop {
+        poll_until(Duration::from_millis(200), log, || {
             let n = self.stored().len();
-            if n >= want {
-                return;
-            }
-            assert!(
-                start.elapsed() < patience() * 3,
-                "{n} of {want} rows; log:\n{}",
-                log.text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            (n >= want)
+                .then_some(())
+                .ok_or_else(|| format!("{n} of {want} rows"))
+        });
     }
 
     /// Waits until the group committed every partition to its end.
     pub fn wait_committed_all(&self, log: &StderrLog) {
         let ends = end_offsets(&self.cluster.brokers, &self.cluster.input);
-        let start = Instant::now();
-        loop {
+        poll_until(Duration::from_millis(100), log, || {
             let c = committed_offsets(&self.cluster.brokers, &self.group, &self.cluster.input);
-            if c == ends {
-                return;
-            }
-            assert!(
-                start.elapsed() < patience() * 3,
-                "committed {c:?} of {ends:?}; log:\n{}",
-                log.text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            (c == ends)
+                .then_some(())
+                .ok_or_else(|| format!("committed {c:?} of {ends:?}"))
+        });
     }
 
     pub fn committed(&self) -> BTreeMap<i32, i64> {
@@ -558,4 +544,22 @@ fn same_set<T: Ord + std::fmt::Debug>(
 /// Whether `child` is still running (reaped children are not).
 pub fn running(child: &mut std::process::Child) -> bool {
     child.try_wait().expect("try_wait").is_none()
+}
+
+/// Asks `probe` every `every` until it answers `Ok`, for up to three times
+/// [`patience`]; then fails with the last answer (what was seen) and the
+/// binary's log.
+fn poll_until(every: Duration, log: &StderrLog, mut probe: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(()) => return,
+            Err(seen) => assert!(
+                start.elapsed() < patience() * 3,
+                "{seen}; log:\n{}",
+                log.text()
+            ),
+        }
+        std::thread::sleep(every);
+    }
 }
