@@ -109,44 +109,34 @@ pub(crate) async fn run_concurrent<S: Stage>(
                     flights.start(payload, ack, slot, k);
                 }
             }
-            Event::Done(first) => {
-                // Every completion ready now is settled before one flush:
-                // under load they come in bursts (a producer's delivery
-                // reports), and a flush and its clock laps per item cost
-                // more than the item's own settling.
-                let mut done = Some(first);
-                while let Some((id, joined)) = done.take() {
-                    // Each item completes once, so its bookkeeping is there.
-                    let Some(flight) = flights.finished(id) else {
-                        done = flights.next_done().now_or_never().flatten();
-                        continue;
-                    };
-                    let result = match joined {
-                        Ok(r) => r,
-                        Err(e) if e.is_panic() => Err(e.into_panic()),
-                        Err(_) => Err(Box::new("task cancelled") as Box<dyn std::any::Any + Send>),
-                    };
-                    // Latency here is from spawn to the completion being seen.
-                    m.latency.record(
-                        clock
-                            .phase_start()
-                            .saturating_duration_since(flight.started),
-                    );
-                    let processed = classify(stage.as_ref(), result);
-                    settle.settle(processed, flight.ack, flight.slot).await;
-                    if let Some(k) = flight.key {
-                        let next = busy_keys.get_mut(&k).and_then(VecDeque::pop_front);
-                        match next {
-                            Some((payload, ack, slot)) => {
-                                parked -= 1;
-                                flights.start(payload, ack, slot, Some(k));
-                            }
-                            None => {
-                                busy_keys.remove(&k);
-                            }
+            Event::Done((id, joined)) => {
+                let Some(flight) = flights.finished(id) else {
+                    continue;
+                };
+                let result = match joined {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => Err(e.into_panic()),
+                    Err(_) => Err(Box::new("task cancelled") as Box<dyn std::any::Any + Send>),
+                };
+                // Latency here is from spawn to the completion being seen.
+                m.latency.record(
+                    clock
+                        .phase_start()
+                        .saturating_duration_since(flight.started),
+                );
+                let processed = classify(stage.as_ref(), result);
+                settle.settle(processed, flight.ack, flight.slot).await;
+                if let Some(k) = flight.key {
+                    let next = busy_keys.get_mut(&k).and_then(VecDeque::pop_front);
+                    match next {
+                        Some((payload, ack, slot)) => {
+                            parked -= 1;
+                            flights.start(payload, ack, slot, Some(k));
+                        }
+                        None => {
+                            busy_keys.remove(&k);
                         }
                     }
-                    done = flights.next_done().now_or_never().flatten();
                 }
                 // Settling so far was busy; the flush is blocked.
                 clock.switch(Phase::Blocked);
