@@ -173,3 +173,49 @@ async fn a_forwarding_store_hands_on_only_committed_rows_in_order() {
     assert_eq!(dead_offsets, rejected);
     assert_eq!(stats.inserted(), 45);
 }
+
+/// `stored_at` is the batch's time, bound once per batch in SQLite's own
+/// format: every row of a batch has the same one, a later batch a later or
+/// equal one.
+#[tokio::test]
+async fn the_rows_of_a_batch_share_its_stored_at_in_sqlites_format() {
+    use sluicegate_stages::store::Row;
+    let db = Sqlite::new().await;
+    let table = unique_table("stored_at");
+    let store = db.open(&table).await;
+    let batch = |first: i64| -> Vec<Row> {
+        (first..first + 3)
+            .map(|n| Row {
+                id: format!("in/0/{n}"),
+                topic: Some("in".into()),
+                partition: Some(0),
+                offset: Some(n),
+                payload: format!("{{\"n\":{n}}}"),
+            })
+            .collect()
+    };
+    store.write(&batch(0)).await.expect("first batch");
+    store.write(&batch(3)).await.expect("second batch");
+    let conn = rusqlite::Connection::open(&db.path).expect("open");
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT \"offset\", stored_at FROM \"{table}\" ORDER BY \"offset\""
+        ))
+        .expect("prepare");
+    let rows: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    let shape = |s: &str| {
+        s.len() == 24
+            && s.as_bytes()[10] == b'T'
+            && s.ends_with('Z')
+            && s.chars().filter(char::is_ascii_digit).count() == 17
+    };
+    assert!(rows.iter().all(|(_, at)| shape(at)), "{rows:?}");
+    assert!(rows[..3].iter().all(|(_, at)| *at == rows[0].1), "{rows:?}");
+    assert!(rows[3..].iter().all(|(_, at)| *at == rows[3].1), "{rows:?}");
+    assert!(rows[3].1 >= rows[0].1, "{rows:?}");
+}

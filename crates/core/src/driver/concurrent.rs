@@ -106,7 +106,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
                         }
                         busy_keys.insert(k, VecDeque::new());
                     }
-                    flights.start(payload, ack, slot, k);
+                    flights.start(payload, ack, slot, k, clock.phase_start());
                 }
             }
             Event::Done((id, joined)) => {
@@ -131,7 +131,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
                     match next {
                         Some((payload, ack, slot)) => {
                             parked -= 1;
-                            flights.start(payload, ack, slot, Some(k));
+                            flights.start(payload, ack, slot, Some(k), clock.phase_start());
                         }
                         None => {
                             busy_keys.remove(&k);
@@ -171,10 +171,10 @@ fn hash_bytes(b: &bytes::Bytes) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(b.as_ref())
 }
 
-/// One item's processing, as the loop awaits it: its sequence number and
-/// how it ended (a task's join error when it ran on a task of its own).
+/// One item's processing, as the loop awaits it: its place in the
+/// [`Flights`]' bookkeeping and how it ended (a task's join error when it ran on a task of its own).
 type Joined<O, E> = (
-    u64,
+    usize,
     Result<std::thread::Result<Result<Outputs<O>, E>>, tokio::task::JoinError>,
 );
 type Work<S> = BoxFuture<'static, Joined<<S as Stage>::Out, <S as Stage>::Error>>;
@@ -194,8 +194,13 @@ struct Flights<S: Stage> {
     stage: Arc<S>,
     order: Order,
     spawn_each: bool,
-    seq: u64,
-    in_flight: HashMap<u64, InFlight>,
+    /// Each item's bookkeeping, at the place its future completes with
+    /// (a slab: a place is reused once its item finished, so a record costs
+    /// no hashing and, past the first laps, no allocation).
+    in_flight: Vec<Option<InFlight>>,
+    /// The free places of `in_flight`.
+    free: Vec<usize>,
+    len: usize,
     unordered: FuturesUnordered<Work<S>>,
     ordered: FuturesOrdered<Work<S>>,
 }
@@ -206,21 +211,31 @@ impl<S: Stage> Flights<S> {
             stage,
             order,
             spawn_each,
-            seq: 0,
-            in_flight: HashMap::new(),
+            in_flight: Vec::new(),
+            free: Vec::new(),
+            len: 0,
             unordered: FuturesUnordered::new(),
             ordered: FuturesOrdered::new(),
         }
     }
 
     fn len(&self) -> usize {
-        self.in_flight.len()
+        self.len
     }
 
-    /// Starts processing one item.
-    fn start(&mut self, payload: S::In, ack: Ack, slot: Slot, key: Option<u64>) {
-        self.seq += 1;
-        let seq = self.seq;
+    /// Starts processing one item, taken at `now`.
+    fn start(
+        &mut self,
+        payload: S::In,
+        ack: Ack,
+        slot: Slot,
+        key: Option<u64>,
+        now: std::time::Instant,
+    ) {
+        let seq = self.free.pop().unwrap_or_else(|| {
+            self.in_flight.push(None);
+            self.in_flight.len() - 1
+        });
         let stage = self.stage.clone();
         let origin = ack.origin_ref();
         let work = async move {
@@ -236,13 +251,14 @@ impl<S: Stage> Flights<S> {
             (Box::pin(async move { (seq, Ok(work.await)) }), None)
         };
         let flight = InFlight {
-            started: crate::metrics::now(),
+            started: now,
             ack,
             slot,
             key,
             abort,
         };
-        self.in_flight.insert(seq, flight);
+        self.in_flight[seq] = Some(flight);
+        self.len += 1;
         if self.order == Order::Preserve {
             self.ordered.push_back(fut);
         } else {
@@ -261,14 +277,19 @@ impl<S: Stage> Flights<S> {
     }
 
     /// Takes a completed item's bookkeeping.
-    fn finished(&mut self, seq: u64) -> Option<InFlight> {
-        self.in_flight.remove(&seq)
+    fn finished(&mut self, seq: usize) -> Option<InFlight> {
+        let flight = self.in_flight.get_mut(seq)?.take()?;
+        self.free.push(seq);
+        self.len -= 1;
+        Some(flight)
     }
 
     /// Stops every item still in flight (aborting those on tasks of their
     /// own) and hands back their acknowledgements and slots.
     fn abort_all(&mut self) -> impl Iterator<Item = (Ack, Slot)> + '_ {
-        self.in_flight.drain().map(|(_, flight)| {
+        self.len = 0;
+        self.free.clear();
+        self.in_flight.drain(..).flatten().map(|flight| {
             if let Some(abort) = flight.abort {
                 abort.abort();
             }

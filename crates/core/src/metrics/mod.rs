@@ -42,7 +42,6 @@ pub use histogram::Histogram;
 pub use prometheus::PrometheusCollector;
 pub use registry::Metrics;
 pub use snapshot::{Bottleneck, HistogramSnapshot, MailboxSnapshot, Snapshot, StageSnapshot};
-pub(crate) use stage::now;
 pub use stage::{NodeKind, StageMetrics};
 
 #[cfg(test)]
