@@ -201,7 +201,9 @@ pub(crate) async fn enqueue<'a>(
                 // Wait for deliveries to drain librdkafka's queue.
                 queue_full.fetch_add(1, Ordering::Relaxed);
                 record = back;
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                // Boxed, as the sink's retry wait (rare; kept out of the
+                // per-record future).
+                Box::pin(tokio::time::sleep(Duration::from_millis(5))).await;
             }
             Err((e, _)) => return Err(e),
         }

@@ -40,12 +40,15 @@ pub(crate) async fn run_batched<S: BatchStage>(
     };
     let byte_limit = config.max_bytes.as_ref().map(|(max, _)| *max);
     let mut closed = false;
+    // Registered once for the whole run, not once per select.
+    let abandon = cx.abandon.cancelled();
+    tokio::pin!(abandon);
     while !closed {
         // Wait for the first item.
         let got = tokio::select! {
             biased;
             got = rx.take_many(&mut buf, if byte_limit.is_some() { 1 } else { config.max_items }) => got,
-            () = cx.abandon.cancelled() => { abandon_mailbox(&mut rx, &cx); break; }
+            () = &mut abandon => { abandon_mailbox(&mut rx, &cx); break; }
         };
         if !got {
             break;
@@ -63,7 +66,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
             let before = buf.len();
             let step = tokio::select! {
                 biased;
-                () = cx.abandon.cancelled() => { abandoned = true; break; }
+                () = &mut abandon => { abandoned = true; break; }
                 r = tokio::time::timeout_at(deadline, rx.take_many(&mut buf, take)) => r,
             };
             match step {
@@ -101,7 +104,7 @@ pub(crate) async fn run_batched<S: BatchStage>(
             tokio::select! {
                 biased;
                 r = fut => Some(r),
-                () = cx.abandon.cancelled() => None,
+                () = &mut abandon => None,
             }
         };
         let Some(result) = result else {

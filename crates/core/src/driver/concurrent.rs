@@ -64,6 +64,10 @@ pub(crate) async fn run_concurrent<S: Stage>(
         };
 
     let mut abandoned = false;
+    // Registered once: a `cancelled()` made afresh on every lap would join
+    // and leave the token's waiter list (a lock each) per event.
+    let abandon = cx.abandon.cancelled();
+    tokio::pin!(abandon);
     loop {
         let running = flights.len();
         let can_take = !closed && running < concurrency;
@@ -80,7 +84,7 @@ pub(crate) async fn run_concurrent<S: Stage>(
         }
         let event = tokio::select! {
             biased;
-            () = cx.abandon.cancelled() => Event::Abandon,
+            () = &mut abandon => Event::Abandon,
             Some(done) = flights.next_done(), if running > 0 => Event::Done(done),
             got = rx.take_many(&mut buf, concurrency - running), if can_take => Event::Received(got),
         };
