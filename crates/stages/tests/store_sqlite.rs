@@ -176,10 +176,10 @@ async fn a_forwarding_store_hands_on_only_committed_rows_in_order() {
 
 /// `stored_at` is the batch's time, bound once per batch in SQLite's own
 /// format: every row of a batch has the same one, a later batch a later or
-/// equal one.
+/// equal one, and the offsets a batch writes carry it as `updated_at`.
 #[tokio::test]
 async fn the_rows_of_a_batch_share_its_stored_at_in_sqlites_format() {
-    use sluicegate_stages::store::Row;
+    use sluicegate_stages::store::{OFFSETS_TABLE, Row};
     let db = Sqlite::new().await;
     let table = unique_table("stored_at");
     let store = db.open(&table).await;
@@ -195,7 +195,10 @@ async fn the_rows_of_a_batch_share_its_stored_at_in_sqlites_format() {
             .collect()
     };
     store.write(&batch(0)).await.expect("first batch");
-    store.write(&batch(3)).await.expect("second batch");
+    store
+        .write_with_offsets(&batch(3), "g", &[("in".to_string(), 0, 6)])
+        .await
+        .expect("second batch, with its offsets");
     let conn = rusqlite::Connection::open(&db.path).expect("open");
     let mut stmt = conn
         .prepare(&format!(
@@ -218,4 +221,12 @@ async fn the_rows_of_a_batch_share_its_stored_at_in_sqlites_format() {
     assert!(rows[..3].iter().all(|(_, at)| *at == rows[0].1), "{rows:?}");
     assert!(rows[3..].iter().all(|(_, at)| *at == rows[3].1), "{rows:?}");
     assert!(rows[3].1 >= rows[0].1, "{rows:?}");
+    let updated_at: String = conn
+        .query_row(
+            &format!("SELECT updated_at FROM {OFFSETS_TABLE} WHERE group_id = 'g'"),
+            [],
+            |r| r.get(0),
+        )
+        .expect("the offsets row");
+    assert_eq!(updated_at, rows[3].1);
 }

@@ -12,6 +12,14 @@ use super::{
     DbError, GroupOffsets, OFFSETS_TABLE, Row, RowResult, Store, StoreError, Written, quote_table,
 };
 
+/// The SQL expression of the time as the tables' `stored_at` and
+/// `updated_at` hold it (a macro so that `concat!` can build [`NOW`] from it).
+macro_rules! stamp {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
+
 /// SQLite's `synchronous` setting: how hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -169,8 +177,9 @@ impl SqliteStore {
                 \"partition\" INTEGER,
                 \"offset\" INTEGER,
                 payload TEXT NOT NULL,
-                stored_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-            )"
+                stored_at TEXT NOT NULL DEFAULT ({stamp})
+            )",
+            stamp = stamp!()
         );
         let conn = blocking(move || {
             let conn = Connection::open(&config.path).map_err(|e| unreachable(&e))?;
@@ -225,15 +234,17 @@ fn create_offsets_table(conn: &Connection) -> Result<(), StoreError> {
             topic TEXT NOT NULL,
             \"partition\" INTEGER NOT NULL,
             next_offset INTEGER NOT NULL,
-            updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            updated_at TEXT NOT NULL DEFAULT ({stamp}),
             PRIMARY KEY (group_id, topic, \"partition\")
-        )"
+        )",
+        stamp = stamp!()
     ))
     .map_err(|e| batch_error("create offsets table", &e))
 }
 
-/// The time as the tables' `stored_at` and `updated_at` hold it.
-const NOW: &str = "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+/// Reads the time as `stamp!` formats it; a batch reads it once and binds
+/// it into every row it writes.
+const NOW: &str = concat!("SELECT ", stamp!());
 
 fn write_batch(
     conn: &mut Connection,
@@ -280,17 +291,19 @@ fn write_batch(
         let offsets = super::cap_offsets(offsets, rows, &results);
         let mut stmt = tx
             .prepare_cached(&format!(
-                "INSERT INTO {OFFSETS_TABLE} (group_id, topic, \"partition\", next_offset) \
-                 VALUES (?1, ?2, ?3, ?4) \
+                "INSERT INTO {OFFSETS_TABLE} \
+                 (group_id, topic, \"partition\", next_offset, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (group_id, topic, \"partition\") DO UPDATE \
-                 SET next_offset = excluded.next_offset, \
-                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                 SET next_offset = excluded.next_offset, updated_at = excluded.updated_at \
                  WHERE excluded.next_offset > {OFFSETS_TABLE}.next_offset"
             ))
             .map_err(|e| batch_error("prepare offsets", &e))?;
         for (topic, partition, offset) in &offsets {
-            stmt.execute(rusqlite::params![group, topic, partition, offset])
-                .map_err(|e| batch_error("write offsets", &e))?;
+            stmt.execute(rusqlite::params![
+                group, topic, partition, offset, stored_at
+            ])
+            .map_err(|e| batch_error("write offsets", &e))?;
         }
     }
     // On failure the transaction is rolled back when `commit` drops it.
